@@ -1,0 +1,116 @@
+"""The ``hub`` command: ``up``, ``token``, ``seed``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from datetime import timedelta
+
+from api.settings import Settings
+
+
+def _cmd_token(args: argparse.Namespace) -> int:
+    from hub.tokens import mint_dev_token
+
+    settings = Settings()
+    secret = settings.resolved_jwt_secret
+    if secret is None:
+        print("hub token: development tokens only (HUB_ENV=development)", file=sys.stderr)
+        return 2
+    try:
+        token = mint_dev_token(
+            secret=secret,
+            tenant=args.tenant,
+            user=args.user,
+            roles=args.role,
+            ttl=timedelta(seconds=args.ttl),
+            issuer=settings.jwt_issuer,
+            audience=settings.jwt_audience,
+        )
+    except ValueError as exc:
+        print(f"hub token: {exc}", file=sys.stderr)
+        return 2
+    print(token)
+    return 0
+
+
+def _cmd_seed(args: argparse.Namespace) -> int:
+    from api.seed import seed
+
+    settings = Settings()
+    from api.migrate import upgrade
+
+    upgrade(settings.resolved_database_url)
+    print(seed(settings, args.tenant))
+    return 0
+
+
+def _cmd_up(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from api.app import create_app
+    from api.migrate import upgrade
+    from hub.mosquitto import BrokerLayout, MosquittoProcess, prepare_broker_state, render_config
+
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    settings = Settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    layout = BrokerLayout(settings.data_dir)
+    prepare_broker_state(layout)
+    config = render_config(layout, mqtt_port=settings.mqtt_port, ws_port=settings.ws_port)
+    broker = MosquittoProcess(
+        config,
+        mqtt_port=settings.mqtt_port,
+        ws_port=settings.ws_port,
+        log_file=settings.data_dir / "broker.log",
+    )
+    upgrade(settings.resolved_database_url)
+    broker.start()
+    print(
+        f"hub: broker on mqtt://127.0.0.1:{settings.mqtt_port} and "
+        f"{settings.websocket_url} (log: {settings.data_dir / 'broker.log'})",
+        flush=True,
+    )
+    print(
+        f"hub: api on http://{settings.http_host}:{settings.http_port} (Ctrl-C stops everything)",
+        flush=True,
+    )
+    try:
+        server = uvicorn.Server(
+            uvicorn.Config(
+                create_app(settings),
+                host=settings.http_host,
+                port=settings.http_port,
+                log_level="info",
+                lifespan="on",
+            )
+        )
+        asyncio.run(server.serve())
+    finally:
+        broker.stop()
+        print("hub: stopped", flush=True)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="hub", description="EHR notification hub")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("up", help="run broker, api and relay in the foreground")
+    token = sub.add_parser("token", help="print a development JWT")
+    token.add_argument("--tenant", required=True)
+    token.add_argument("--user", required=True)
+    token.add_argument("--role", action="append", required=True, help="repeatable")
+    token.add_argument("--ttl", type=int, default=8 * 3600, help="seconds (default 8 hours)")
+    seed = sub.add_parser("seed", help="demo data for a tenant")
+    seed.add_argument("--tenant", required=True)
+    args = parser.parse_args(argv)
+    handler = {"up": _cmd_up, "token": _cmd_token, "seed": _cmd_seed}[args.command]
+    return handler(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

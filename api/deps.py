@@ -1,0 +1,59 @@
+"""Request dependencies, as ``Annotated`` aliases routes can declare."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.orm import Session
+
+from api.errors import Forbidden, Unauthorized
+from api.runtime import Runtime
+from hub.tokens import Principal
+
+_bearer = HTTPBearer(auto_error=False)
+
+
+def get_runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+
+def get_db(runtime: RuntimeDep) -> Iterator[Session]:
+    """A session; routes commit explicitly before they answer, anything else rolls back."""
+    with runtime.sessions() as session:
+        yield session
+
+
+DbSession = Annotated[Session, Depends(get_db)]
+
+
+def get_principal(
+    runtime: RuntimeDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise Unauthorized("missing bearer token")
+    return runtime.verifier.verify(credentials.credentials)
+
+
+CurrentUser = Annotated[Principal, Depends(get_principal)]
+
+
+def require_roles(*roles: str) -> Callable[[Principal], Principal]:
+    def check(principal: CurrentUser) -> Principal:
+        if not principal.has_any(*roles):
+            raise Forbidden(f"requires one of the roles: {', '.join(roles)}")
+        return principal
+
+    return check
+
+
+Clinical = Annotated[Principal, Depends(require_roles("front_desk", "provider", "admin"))]
+Admin = Annotated[Principal, Depends(require_roles("admin"))]
+ServiceOrAdmin = Annotated[Principal, Depends(require_roles("service", "admin"))]

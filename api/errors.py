@@ -1,0 +1,118 @@
+"""HTTP errors: one JSON shape, ``{"error": code, "message": text, "details"?: [...]}``."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from hub.errors import BrokerUnavailableError, DynsecError, EventValidationError, TokenError
+
+log = logging.getLogger("api.errors")
+
+
+class ApiError(Exception):
+    status = 400
+    code = "bad_request"
+
+    def __init__(self, message: str, *, details: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class NotFound(ApiError):
+    status, code = 404, "not_found"
+
+
+class Conflict(ApiError):
+    status, code = 409, "conflict"
+
+
+class Forbidden(ApiError):
+    status, code = 403, "forbidden"
+
+
+class Unauthorized(ApiError):
+    status, code = 401, "unauthorized"
+
+
+class Invalid(ApiError):
+    status, code = 422, "invalid_request"
+
+
+class Gone(ApiError):
+    status, code = 410, "gone"
+
+
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    details: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    body: dict[str, Any] = {"error": code, "message": message}
+    if details:
+        body["details"] = details
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _clean(errors: Any) -> list[dict[str, Any]]:
+    out = []
+    for e in errors:
+        loc = [p for p in e.get("loc", ()) if p != "body"]
+        out.append({"field": ".".join(str(p) for p in loc), "message": e.get("msg", "")})
+    return out
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        return error_response(exc.status, exc.code, exc.message, exc.details, headers)
+
+    @app.exception_handler(TokenError)
+    async def _token_error(_: Request, exc: TokenError) -> JSONResponse:
+        return error_response(401, "unauthorized", str(exc), headers={"WWW-Authenticate": "Bearer"})
+
+    @app.exception_handler(EventValidationError)
+    async def _event_invalid(_: Request, exc: EventValidationError) -> JSONResponse:
+        details = [
+            {"field": ".".join(str(p) for p in e.get("loc", [])), "message": str(e.get("msg"))}
+            for e in exc.errors
+        ]
+        return error_response(
+            422, "invalid_event", f"invalid payload for {exc.event_type}", details
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        if any(e.get("type") == "json_invalid" for e in errors):
+            return error_response(422, "malformed_json", "the request body is not valid JSON")
+        return error_response(422, "invalid_request", "the request is invalid", _clean(errors))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        codes = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}
+        return error_response(exc.status_code, codes.get(exc.status_code, "error"), str(exc.detail))
+
+    @app.exception_handler(BrokerUnavailableError)
+    async def _broker_down(_: Request, exc: BrokerUnavailableError) -> JSONResponse:
+        log.warning("broker unavailable: %s", exc)
+        return error_response(
+            503,
+            "broker_unavailable",
+            "the message broker is not reachable; retry shortly",
+            headers={"Retry-After": "2"},
+        )
+
+    @app.exception_handler(DynsecError)
+    async def _dynsec(_: Request, exc: DynsecError) -> JSONResponse:
+        log.error("broker refused an administration command: %s", exc)
+        return error_response(503, "broker_error", "the message broker refused the request")

@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+
+from api.deps import RuntimeDep
+from hub.db import utcnow
+from hub.outbox import outbox_stats
+
+router = APIRouter(tags=["health"])
+
+# Readiness fails when the oldest unpublished event waited longer than this.
+MAX_RELAY_LAG_SECONDS = 30.0
+
+
+@router.get("/healthz")
+def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+def readyz(runtime: RuntimeDep) -> JSONResponse:
+    checks: dict[str, Any] = {}
+    ok = True
+    try:
+        with runtime.sessions() as session:
+            session.execute(text("SELECT 1"))
+            stats = outbox_stats(session)
+        lag = _age(stats.oldest_unpublished_at)
+        checks["database"] = {"ok": True}
+        checks["relayLag"] = {
+            "ok": lag <= MAX_RELAY_LAG_SECONDS,
+            "unpublished": stats.unpublished,
+            "oldestUnpublishedSeconds": round(lag, 3),
+        }
+        ok = ok and lag <= MAX_RELAY_LAG_SECONDS
+    except Exception as exc:  # any database failure means not ready
+        checks["database"] = {"ok": False, "error": type(exc).__name__}
+        ok = False
+    relay = runtime.relay.status
+    broker_ok = relay.connected and runtime.admin.connected and runtime.broker_ready.is_set()
+    checks["broker"] = {
+        "ok": broker_ok,
+        "relayConnected": relay.connected,
+        "adminConnected": runtime.admin.connected,
+        "lastError": relay.last_error,
+    }
+    ok = ok and broker_ok
+    return JSONResponse({"ready": ok, "checks": checks}, status_code=200 if ok else 503)
+
+
+def _age(moment: datetime | None) -> float:
+    return 0.0 if moment is None else max(0.0, (utcnow() - moment).total_seconds())

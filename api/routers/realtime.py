@@ -1,0 +1,66 @@
+"""Broker credentials for a browser session."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Body, Response
+
+from api.deps import CurrentUser, DbSession, RuntimeDep
+from api.errors import Invalid, NotFound
+from api.schemas import CredentialsOut, CredentialsRequest
+from hub.credentials import SessionNotFoundError
+from hub.outbox import latest_seq
+from hub.topics import tenant_prefix
+
+router = APIRouter(prefix="/realtime", tags=["realtime"])
+
+
+@router.post("/credentials", response_model=CredentialsOut)
+async def issue_credentials(
+    user: CurrentUser,
+    runtime: RuntimeDep,
+    db: DbSession,
+    body: CredentialsRequest | None = Body(default=None),  # noqa: B008
+) -> CredentialsOut:
+    """New credentials; or, with ``clientId`` of a live session of the caller, a new
+    password and expiry for that same client id (its persistent session survives)."""
+    try:
+        if body is not None and body.client_id:
+            issued = await runtime.issuer.renew(
+                tenant=user.tenant,
+                user_id=user.sub,
+                client_id=body.client_id,
+                not_after=user.expires_at,
+            )
+        else:
+            issued = await runtime.issuer.issue(
+                tenant=user.tenant, user_id=user.sub, not_after=user.expires_at
+            )
+    except SessionNotFoundError:
+        raise NotFound("no live session with that clientId for this user") from None
+    except ValueError as exc:
+        raise Invalid(str(exc)) from None
+    return CredentialsOut(
+        client_id=issued.client_id,
+        username=issued.username,
+        password=issued.password,
+        expires_at=issued.expires_at,
+        websocket_url=runtime.settings.websocket_url,
+        mqtt_url=runtime.settings.mqtt_url,
+        topic_prefix=tenant_prefix(user.tenant),
+        latest_seq=latest_seq(db, user.tenant),
+    )
+
+
+@router.delete("/credentials/{client_id}", status_code=204)
+async def revoke_credentials(client_id: str, user: CurrentUser, runtime: RuntimeDep) -> Response:
+    """Revoke a session: the caller's own, or any of the tenant's for an admin. The
+    broker disconnects it at once."""
+    try:
+        await runtime.issuer.revoke(
+            tenant=user.tenant,
+            client_id=client_id,
+            user_id=None if user.has_any("admin") else user.sub,
+        )
+    except SessionNotFoundError:
+        raise NotFound(f"session {client_id} not found") from None
+    return Response(status_code=204)

@@ -1,0 +1,172 @@
+"""Everything the api holds while it runs: engine, verifier, broker admin, issuer,
+relay. Built from Settings in the app's lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import anyio.to_thread
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from api.settings import Settings
+from hub.broker_admin import DynsecAdmin
+from hub.credentials import SERVICE_ROLE, CredentialIssuer
+from hub.db import make_engine, make_sessionmaker
+from hub.mosquitto import BrokerLayout
+from hub.outbox import prune_published
+from hub.relay import Relay
+from hub.tokens import TokenVerifier
+
+log = logging.getLogger("api.runtime")
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    verifier: TokenVerifier
+    admin: DynsecAdmin
+    issuer: CredentialIssuer
+    relay: Relay
+    broker_ready: asyncio.Event
+
+
+def build_verifier(settings: Settings) -> TokenVerifier:
+    if settings.jwt_jwks_url:
+        return TokenVerifier(
+            algorithms=settings.jwt_algorithms,
+            jwks_url=settings.jwt_jwks_url,
+            issuer=settings.jwt_issuer,
+            audience=settings.jwt_audience,
+        )
+    if settings.jwt_public_key or settings.jwt_public_key_file:
+        key = settings.jwt_public_key or Path(settings.jwt_public_key_file or "").read_text()
+        return TokenVerifier(
+            algorithms=settings.jwt_algorithms,
+            key=key,
+            issuer=settings.jwt_issuer,
+            audience=settings.jwt_audience,
+        )
+    secret = settings.resolved_jwt_secret
+    if secret is None:
+        raise ValueError("no way to verify tokens is configured")
+    return TokenVerifier(
+        algorithms=["HS256"], key=secret, issuer=settings.jwt_issuer, audience=settings.jwt_audience
+    )
+
+
+def broker_passwords(settings: Settings) -> tuple[str, str]:
+    if settings.broker_admin_password and settings.broker_service_password:
+        return settings.broker_admin_password, settings.broker_service_password
+    secrets = BrokerLayout(settings.data_dir).secrets()
+    return (
+        settings.broker_admin_password or secrets.admin_password,
+        settings.broker_service_password or secrets.service_password,
+    )
+
+
+async def _bootstrap_broker(rt: Runtime, service_password: str) -> None:
+    """Idempotent, at every start: tighten the default ACLs and make sure the relay's
+    account exists with the configured password. Waits for the broker if it is down."""
+    while True:
+        try:
+            await rt.admin.wait_connected(timeout=3600)
+            await rt.admin.set_default_acl_access(
+                {
+                    "publishClientSend": False,
+                    "publishClientReceive": False,
+                    "subscribe": False,
+                    "unsubscribe": True,
+                }
+            )
+            await rt.admin.ensure_role(SERVICE_ROLE)
+            await rt.admin.ensure_service_client(
+                username=rt.settings.broker_service_username,
+                password=service_password,
+                roles=[SERVICE_ROLE.name],
+            )
+            rt.broker_ready.set()
+            log.info("broker bootstrap done")
+            return
+        except Exception:
+            log.warning("broker bootstrap failed; retrying", exc_info=True)
+            await asyncio.sleep(1.0)
+
+
+async def _prune_loop(rt: Runtime) -> None:
+    keep = timedelta(days=rt.settings.replay_retention_days)
+
+    def prune() -> int:
+        with rt.sessions.begin() as session:
+            return prune_published(session, keep)
+
+    while True:
+        try:
+            removed = await anyio.to_thread.run_sync(prune)
+            if removed:
+                log.info("pruned %d events past replay retention", removed)
+        except Exception:
+            log.warning("pruning failed", exc_info=True)
+        await asyncio.sleep(3600)
+
+
+@contextlib.asynccontextmanager
+async def running(settings: Settings) -> AsyncIterator[Runtime]:
+    url = settings.resolved_database_url
+    pool = {} if url.startswith("sqlite") else {"pool_size": 20, "max_overflow": 20}
+    engine = make_engine(url, **pool)
+    sessions = make_sessionmaker(engine)
+    admin_password, service_password = broker_passwords(settings)
+    admin = DynsecAdmin(
+        host=settings.mqtt_host,
+        port=settings.mqtt_port,
+        username=settings.broker_admin_username,
+        password=admin_password,
+    )
+    issuer = CredentialIssuer(
+        admin=admin,
+        sessions=sessions,
+        ttl=timedelta(seconds=settings.session_ttl_seconds),
+        max_sessions_per_user=settings.max_sessions_per_user,
+        reap_interval=settings.reap_interval_seconds,
+    )
+    relay = Relay(
+        sessions=sessions,
+        host=settings.mqtt_host,
+        port=settings.mqtt_port,
+        username=settings.broker_service_username,
+        password=service_password,
+        poll_interval=settings.relay_poll_interval_seconds,
+    )
+    rt = Runtime(
+        settings=settings,
+        engine=engine,
+        sessions=sessions,
+        verifier=build_verifier(settings),
+        admin=admin,
+        issuer=issuer,
+        relay=relay,
+        broker_ready=asyncio.Event(),
+    )
+    try:
+        async with admin, issuer, relay:
+            tasks = [
+                asyncio.create_task(_bootstrap_broker(rt, service_password), name="hub-bootstrap"),
+                asyncio.create_task(_prune_loop(rt), name="hub-prune"),
+            ]
+            try:
+                yield rt
+            finally:
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+    finally:
+        engine.dispose()

@@ -1,0 +1,100 @@
+"""The api's configuration: one typed object, read from ``HUB_*`` environment variables."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from hub.secretfiles import load_or_create_secret
+
+_PLACEHOLDERS = {"", "change-me", "changeme", "secret", "dev", "development"}
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="HUB_", extra="ignore")
+
+    env: Literal["development", "production"] = "development"
+    data_dir: Path = Path("./var")
+    database_url: str | None = None
+    http_host: str = "127.0.0.1"
+    http_port: int = 8000
+    mqtt_host: str = "127.0.0.1"
+    mqtt_port: int = 1883
+    ws_port: int = 9001
+    public_ws_url: str | None = None
+    public_mqtt_url: str | None = None
+
+    jwt_secret: str | None = None
+    jwt_public_key: str | None = None  # PEM, for RS256/ES256
+    jwt_public_key_file: Path | None = None
+    jwt_jwks_url: str | None = None
+    jwt_algorithms: list[str] = Field(default_factory=lambda: ["RS256", "ES256"])
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+
+    # Broker accounts; in development they come from the data directory.
+    broker_admin_username: str = "hub-admin"
+    broker_admin_password: str | None = None
+    broker_service_username: str = "hub-service"
+    broker_service_password: str | None = None
+
+    session_ttl_seconds: int = Field(default=3600, ge=30, le=86400)
+    max_sessions_per_user: int = Field(default=8, ge=1, le=100)
+    reap_interval_seconds: float = Field(default=30.0, gt=0)
+    relay_poll_interval_seconds: float = Field(default=1.0, gt=0)
+    replay_retention_days: int = Field(default=30, ge=1)
+    replay_max_limit: int = Field(default=1000, ge=1)
+    max_body_bytes: int = Field(default=65536, ge=1024)
+    clinic_timezone: str = "UTC"
+    web_dist_dir: Path | None = None
+
+    @model_validator(mode="after")
+    def _production_needs_real_secrets(self) -> Settings:
+        if self.env == "production":
+            if not (self.jwt_public_key or self.jwt_public_key_file or self.jwt_jwks_url):
+                raise ValueError(
+                    "production verifies RS256/ES256: "
+                    "set HUB_JWT_PUBLIC_KEY(_FILE) or HUB_JWT_JWKS_URL"
+                )
+            for name in ("broker_admin_password", "broker_service_password"):
+                value = getattr(self, name)
+                if value is None or value.lower() in _PLACEHOLDERS or len(value) < 16:
+                    raise ValueError(f"production needs a real HUB_{name.upper()}")
+            if self.database_url is None:
+                raise ValueError("production needs HUB_DATABASE_URL")
+        return self
+
+    @property
+    def development(self) -> bool:
+        return self.env == "development"
+
+    @cached_property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{(self.data_dir / 'hub.db').resolve()}"
+
+    @cached_property
+    def resolved_jwt_secret(self) -> str | None:
+        """The HS256 secret: configured, or generated into the data directory in
+        development. Production never uses a shared secret."""
+        if not self.development:
+            return None
+        if self.jwt_secret:
+            if self.jwt_secret.lower() in _PLACEHOLDERS or len(self.jwt_secret) < 16:
+                raise ValueError("HUB_JWT_SECRET is a placeholder or shorter than 16 characters")
+            return self.jwt_secret
+        return load_or_create_secret(self.data_dir / "secrets" / "jwt-secret")
+
+    @property
+    def websocket_url(self) -> str:
+        return self.public_ws_url or f"ws://localhost:{self.ws_port}/mqtt"
+
+    @property
+    def mqtt_url(self) -> str:
+        return self.public_mqtt_url or f"mqtt://localhost:{self.mqtt_port}"

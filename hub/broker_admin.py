@@ -1,0 +1,347 @@
+"""Broker administration: Mosquitto's Dynamic Security plugin driven over
+``$CONTROL/dynamic-security/v1``.
+
+``BrokerAdmin`` is the narrow interface the rest of the hub uses; ``DynsecAdmin`` is
+the Mosquitto implementation. It keeps one admin connection alive in a background
+task (reconnecting with backoff) and matches each reply to its request by
+``correlationData``: replies go to every subscriber of the response topic, so ids are
+unique per request and foreign replies are ignored.
+
+Mosquitto 2.0.11 quirks handled here (see MOSQUITTO-NOTES): roles are never given
+inline to ``createClient`` (a later ``deleteRole`` would crash the broker); every
+issued client is bound to its client id, so no login can take over another session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, Self
+
+import aiomqtt
+
+from hub.errors import BrokerUnavailableError, DynsecError
+from hub.mqtt import publish_properties
+
+log = logging.getLogger("hub.broker_admin")
+
+CONTROL_TOPIC = "$CONTROL/dynamic-security/v1"
+RESPONSE_TOPIC = "$CONTROL/dynamic-security/v1/response"
+
+AclType = Literal[
+    "publishClientSend",
+    "publishClientReceive",
+    "subscribeLiteral",
+    "subscribePattern",
+    "unsubscribeLiteral",
+    "unsubscribePattern",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Acl:
+    acltype: AclType
+    topic: str
+    allow: bool = True
+    priority: int = 0
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "acltype": self.acltype,
+            "topic": self.topic,
+            "allow": self.allow,
+            "priority": self.priority,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Role:
+    name: str
+    acls: tuple[Acl, ...] = field(default_factory=tuple)
+
+
+class BrokerAdmin(Protocol):
+    """What the hub needs from a broker's access control."""
+
+    async def ensure_role(self, role: Role) -> None: ...
+
+    async def create_client(
+        self, *, username: str, password: str, client_id: str, roles: Sequence[str]
+    ) -> None: ...
+
+    async def delete_client(self, username: str) -> None: ...
+
+    async def set_client_password(self, username: str, password: str) -> None: ...
+
+    async def list_clients(self) -> list[str]: ...
+
+
+class DynsecAdmin:
+    """Mosquitto Dynamic Security administration over one supervised connection."""
+
+    def __init__(
+        self,
+        *,
+        host: str,
+        port: int,
+        username: str,
+        password: str,
+        timeout: float = 5.0,
+    ) -> None:
+        self._host = host
+        self._port = port
+        self._username = username
+        self._password = password
+        self._timeout = timeout
+        self._pending: dict[str, asyncio.Future[list[dict[str, Any]]]] = {}
+        self._client: aiomqtt.Client | None = None
+        self._connected = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._known_roles: set[str] = set()
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    async def __aenter__(self) -> Self:
+        if self._task is not None:
+            raise RuntimeError("DynsecAdmin is already running")
+        self._task = asyncio.create_task(self._supervise(), name="hub-dynsec-admin")
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._fail_pending(BrokerUnavailableError("broker admin stopped"))
+
+    async def wait_connected(self, timeout: float) -> None:
+        try:
+            await asyncio.wait_for(self._connected.wait(), timeout)
+        except TimeoutError:
+            raise BrokerUnavailableError("broker admin is not connected") from None
+
+    async def _supervise(self) -> None:
+        delay = 0.2
+        while True:
+            client = aiomqtt.Client(
+                self._host,
+                self._port,
+                username=self._username,
+                password=self._password,
+                identifier=f"hub-admin-{uuid.uuid4().hex[:12]}",
+                protocol=aiomqtt.ProtocolVersion.V5,
+                clean_start=True,
+                keepalive=15,
+                timeout=self._timeout,
+            )
+            try:
+                async with client:
+                    await client.subscribe(RESPONSE_TOPIC, qos=1)
+                    self._client = client
+                    self._connected.set()
+                    delay = 0.2
+                    log.info("broker admin connected to %s:%s", self._host, self._port)
+                    async for message in client.messages:
+                        self._on_response(message.payload)
+            except aiomqtt.MqttError as exc:
+                log.warning("broker admin connection lost: %s", exc)
+            finally:
+                self._client = None
+                self._connected.clear()
+                self._fail_pending(BrokerUnavailableError("broker admin connection lost"))
+            await asyncio.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 2, 5.0)
+
+    def _fail_pending(self, exc: Exception) -> None:
+        for fut in self._pending.values():
+            if not fut.done():
+                fut.set_exception(exc)
+        self._pending.clear()
+
+    def _on_response(self, payload: Any) -> None:
+        try:
+            body = json.loads(payload)
+            responses = body["responses"]
+        except (ValueError, TypeError, KeyError):
+            log.warning("ignoring malformed dynsec response")
+            return
+        groups: dict[str, list[dict[str, Any]]] = {}
+        for item in responses:
+            corr = str(item.get("correlationData", ""))
+            request_id = corr.rsplit(":", 1)[0]
+            groups.setdefault(request_id, []).append(item)
+        for request_id, items in groups.items():
+            fut = self._pending.pop(request_id, None)
+            if fut is not None and not fut.done():
+                fut.set_result(items)
+
+    async def execute(
+        self, commands: Sequence[dict[str, Any]], *, tolerate: Sequence[str] = ()
+    ) -> list[dict[str, Any]]:
+        """Send ``commands`` as one request and return their replies in order.
+
+        Raises DynsecError for the first reply with an error not listed in
+        ``tolerate``, BrokerUnavailableError when the broker does not answer.
+        """
+        await self.wait_connected(self._timeout)
+        client = self._client
+        if client is None:
+            raise BrokerUnavailableError("broker admin is not connected")
+        request_id = uuid.uuid4().hex
+        body = {
+            "commands": [
+                {**cmd, "correlationData": f"{request_id}:{i}"} for i, cmd in enumerate(commands)
+            ]
+        }
+        fut: asyncio.Future[list[dict[str, Any]]] = asyncio.get_running_loop().create_future()
+        self._pending[request_id] = fut
+        props = publish_properties(json_body=True)
+        try:
+            await client.publish(CONTROL_TOPIC, json.dumps(body), qos=1, properties=props)
+            replies = await asyncio.wait_for(fut, self._timeout)
+        except (aiomqtt.MqttError, TimeoutError) as exc:
+            raise BrokerUnavailableError(f"dynamic security request failed: {exc}") from exc
+        finally:
+            self._pending.pop(request_id, None)
+        by_index = {int(str(r.get("correlationData")).rsplit(":", 1)[1]): r for r in replies}
+        ordered = [by_index.get(i, {}) for i in range(len(commands))]
+        for cmd, reply in zip(commands, ordered, strict=True):
+            error = reply.get("error")
+            if error and error not in tolerate:
+                raise DynsecError(str(cmd["command"]), str(error))
+        return ordered
+
+    # --- the BrokerAdmin interface ---
+
+    async def set_default_acl_access(self, access: dict[str, bool]) -> None:
+        await self.execute(
+            [
+                {
+                    "command": "setDefaultACLAccess",
+                    "acls": [{"acltype": k, "allow": v} for k, v in access.items()],
+                }
+            ]
+        )
+
+    async def ensure_role(self, role: Role) -> None:
+        """Create ``role`` with its ACLs, or bring an existing role's ACLs in line."""
+        if role.name in self._known_roles:
+            return
+        (reply,) = await self.execute(
+            [
+                {
+                    "command": "createRole",
+                    "rolename": role.name,
+                    "acls": [a.as_json() for a in role.acls],
+                }
+            ],
+            tolerate=("Role already exists",),
+        )
+        if reply.get("error"):
+            await self._reconcile_role(role)
+        self._known_roles.add(role.name)
+
+    async def _reconcile_role(self, role: Role) -> None:
+        (reply,) = await self.execute([{"command": "getRole", "rolename": role.name}])
+        have = {
+            (a["acltype"], a["topic"]): a
+            for a in reply.get("data", {}).get("role", {}).get("acls", [])
+        }
+        want = {(a.acltype, a.topic): a for a in role.acls}
+        commands: list[dict[str, Any]] = []
+        for key, current in have.items():
+            target = want.get(key)
+            if (
+                target is None
+                or bool(current.get("allow")) != target.allow
+                or int(current.get("priority", 0)) != target.priority
+            ):
+                commands.append(
+                    {
+                        "command": "removeRoleACL",
+                        "rolename": role.name,
+                        "acltype": key[0],
+                        "topic": key[1],
+                    }
+                )
+        for key, target in want.items():
+            current = have.get(key)
+            if current is None or any(
+                c["topic"] == key[1] and c["acltype"] == key[0] for c in commands
+            ):
+                commands.append(
+                    {"command": "addRoleACL", "rolename": role.name, **target.as_json()}
+                )
+        if commands:
+            log.info("reconciling broker role %s (%d changes)", role.name, len(commands))
+            await self.execute(commands)
+
+    async def delete_role(self, name: str) -> None:
+        self._known_roles.discard(name)
+        await self.execute(
+            [{"command": "deleteRole", "rolename": name}], tolerate=("Role not found",)
+        )
+
+    async def create_client(
+        self, *, username: str, password: str, client_id: str, roles: Sequence[str]
+    ) -> None:
+        commands: list[dict[str, Any]] = [
+            {
+                "command": "createClient",
+                "username": username,
+                "password": password,
+                "clientid": client_id,
+            }
+        ]
+        commands += [
+            {"command": "addClientRole", "username": username, "rolename": r, "priority": 0}
+            for r in roles
+        ]
+        try:
+            await self.execute(commands)
+        except DynsecError as exc:
+            if exc.command != "createClient":
+                # Half-made: remove it rather than leave a client with partial rights.
+                await self.delete_client(username)
+            raise
+
+    async def ensure_service_client(
+        self, *, username: str, password: str, roles: Sequence[str]
+    ) -> None:
+        """Create a hub account, or reset its password and roles if it exists."""
+        (reply,) = await self.execute(
+            [{"command": "createClient", "username": username, "password": password}],
+            tolerate=("Client already exists",),
+        )
+        commands: list[dict[str, Any]] = []
+        if reply.get("error"):
+            commands.append(
+                {"command": "setClientPassword", "username": username, "password": password}
+            )
+        commands += [
+            {"command": "addClientRole", "username": username, "rolename": r} for r in roles
+        ]
+        await self.execute(commands)
+
+    async def delete_client(self, username: str) -> None:
+        await self.execute(
+            [{"command": "deleteClient", "username": username}], tolerate=("Client not found",)
+        )
+
+    async def set_client_password(self, username: str, password: str) -> None:
+        await self.execute(
+            [{"command": "setClientPassword", "username": username, "password": password}]
+        )
+
+    async def list_clients(self) -> list[str]:
+        (reply,) = await self.execute([{"command": "listClients", "verbose": False}])
+        return [str(c) for c in reply.get("data", {}).get("clients", [])]

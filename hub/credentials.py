@@ -1,0 +1,344 @@
+"""Short-lived broker credentials for browser sessions.
+
+Each credential is one dynsec client, bound to its client id, holding the tenant's
+role (its patients and meta topics) and the user's role (its own notifications).
+The broker alone enforces what a session may read; the receive default is deny.
+
+Every live dynsec client makes each later change cost more (the broker rewrites its
+whole JSON file per change), so their number is bounded: credentials expire (at most
+at the token's ``exp``), a user holds a bounded number at once (the oldest goes), and
+a reaper deletes expired ones, which also disconnects their live sessions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Self, TypeVar
+
+import anyio.to_thread
+from sqlalchemy import Index, String, select, update
+from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
+
+from hub.broker_admin import Acl, BrokerAdmin, Role
+from hub.db import Base, UTCDateTime, utcnow
+from hub.errors import HubError
+from hub.topics import meta_filter, patients_filter, user_filter, validate_tenant
+
+log = logging.getLogger("hub.credentials")
+T = TypeVar("T")
+
+SESSION_PREFIX = "s."  # every dynsec username the issuer creates starts with this
+
+
+class BrokerSession(Base):
+    __tablename__ = "broker_sessions"
+    __table_args__ = (
+        Index("ix_broker_sessions_user", "tenant", "user_id"),
+        Index("ix_broker_sessions_expires", "expires_at"),
+    )
+
+    client_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    username: Mapped[str] = mapped_column(String(160), unique=True, nullable=False)
+    tenant: Mapped[str] = mapped_column(String(40), nullable=False)
+    user_id: Mapped[str] = mapped_column(String(64), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Set once the dynsec client is gone; rows are kept for audit.
+    removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+def tenant_role(tenant: str) -> Role:
+    """Read a tenant's patient events, snapshots and meta topics."""
+    name = f"tenant.{validate_tenant(tenant)}"
+    acls: list[Acl] = []
+    for topic in (patients_filter(tenant), meta_filter(tenant)):
+        acls += [Acl("subscribePattern", topic), Acl("publishClientReceive", topic)]
+    return Role(name, tuple(acls))
+
+
+def user_role(tenant: str, user_id: str) -> Role:
+    """Read one user's own subtree (notifications). dynsec 2.0 has no %u substitution,
+    so each user needs a role of their own."""
+    topic = user_filter(tenant, user_id)
+    name = f"user.{tenant}.{user_id}"
+    return Role(name, (Acl("subscribePattern", topic), Acl("publishClientReceive", topic)))
+
+
+SERVICE_ROLE = Role(
+    "hub.service",
+    (Acl("publishClientSend", "tenants/#"),),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedCredentials:
+    client_id: str
+    username: str
+    password: str
+    expires_at: datetime
+
+
+class SessionNotFoundError(HubError):
+    def __init__(self, client_id: str) -> None:
+        super().__init__(f"no live broker session {client_id!r}")
+        self.client_id = client_id
+
+
+class CredentialIssuer:
+    """Issues, renews, revokes and reaps per-session broker credentials.
+
+    As an async context manager it runs the reaper: expired or revoked sessions are
+    deleted from the broker (which disconnects them) without anyone asking.
+    """
+
+    def __init__(
+        self,
+        *,
+        admin: BrokerAdmin,
+        sessions: sessionmaker[Session],
+        ttl: timedelta = timedelta(hours=1),
+        max_sessions_per_user: int = 8,
+        reap_interval: float = 30.0,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self._admin = admin
+        self._sessions = sessions
+        self._ttl = ttl
+        self._max_per_user = max_sessions_per_user
+        self._reap_interval = reap_interval
+        self._clock = clock
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> Self:
+        if self._task is not None:
+            raise RuntimeError("CredentialIssuer is already running")
+        self._task = asyncio.create_task(self._reaper(), name="hub-credential-reaper")
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _db(self, fn: Callable[[Session], T]) -> T:
+        def run() -> T:
+            with self._sessions.begin() as session:
+                return fn(session)
+
+        return await anyio.to_thread.run_sync(run)
+
+    async def issue(self, *, tenant: str, user_id: str, not_after: datetime) -> IssuedCredentials:
+        """New credentials for one browser session of ``user_id``."""
+        now = self._clock()
+        expires_at = min(now + self._ttl, not_after)
+        if expires_at <= now:
+            raise ValueError("the token expires too soon to issue credentials")
+        client_id = f"{tenant}.{user_id}.{secrets.token_hex(4)}"
+        username = f"{SESSION_PREFIX}{client_id}"
+        password = secrets.token_urlsafe(24)
+
+        def record(session: Session) -> list[str]:
+            session.add(
+                BrokerSession(
+                    client_id=client_id,
+                    username=username,
+                    tenant=tenant,
+                    user_id=user_id,
+                    created_at=now,
+                    expires_at=expires_at,
+                )
+            )
+            live = session.scalars(
+                select(BrokerSession)
+                .where(
+                    BrokerSession.tenant == tenant,
+                    BrokerSession.user_id == user_id,
+                    BrokerSession.revoked_at.is_(None),
+                    BrokerSession.removed_at.is_(None),
+                    BrokerSession.expires_at > now,
+                )
+                .order_by(BrokerSession.created_at.desc(), BrokerSession.client_id)
+            ).all()
+            surplus = [s for s in live if s.client_id != client_id][self._max_per_user - 1 :]
+            for s in surplus:
+                s.revoked_at = now
+            return [s.username for s in surplus]
+
+        # The row is committed first: whatever fails later, the reaper will find it.
+        evicted = await self._db(record)
+        troles = tenant_role(tenant)
+        uroles = user_role(tenant, user_id)
+        try:
+            await self._admin.ensure_role(troles)
+            await self._admin.ensure_role(uroles)
+            await self._admin.create_client(
+                username=username,
+                password=password,
+                client_id=client_id,
+                roles=[troles.name, uroles.name],
+            )
+        except Exception:
+            await self._db(lambda s: self._mark(s, client_id, revoked=True))
+            raise
+        for name in evicted:
+            await self._remove(name)
+        self._wake.set()
+        return IssuedCredentials(client_id, username, password, expires_at)
+
+    async def renew(
+        self, *, tenant: str, user_id: str, client_id: str, not_after: datetime
+    ) -> IssuedCredentials:
+        """A new password and expiry for a live session of the same user, keeping its
+        client id so the broker keeps its persistent session and queued messages.
+        The broker disconnects the session on the password change; it reconnects."""
+        now = self._clock()
+        expires_at = min(now + self._ttl, not_after)
+        if expires_at <= now:
+            raise ValueError("the token expires too soon to issue credentials")
+
+        def extend(session: Session) -> str:
+            row = session.scalar(
+                select(BrokerSession)
+                .where(
+                    BrokerSession.client_id == client_id,
+                    BrokerSession.tenant == tenant,
+                    BrokerSession.user_id == user_id,
+                    BrokerSession.revoked_at.is_(None),
+                    BrokerSession.removed_at.is_(None),
+                    BrokerSession.expires_at > now,
+                )
+                .with_for_update()
+            )
+            if row is None:
+                raise SessionNotFoundError(client_id)
+            row.expires_at = expires_at
+            return row.username
+
+        username = await self._db(extend)
+        password = secrets.token_urlsafe(24)
+        await self._admin.set_client_password(username, password)
+        self._wake.set()
+        return IssuedCredentials(client_id, username, password, expires_at)
+
+    async def revoke(self, *, tenant: str, client_id: str, user_id: str | None = None) -> None:
+        """Revoke a session now; the broker disconnects it. ``user_id`` limits the
+        revocation to that user's own sessions."""
+
+        def mark(session: Session) -> str:
+            query = select(BrokerSession).where(
+                BrokerSession.client_id == client_id,
+                BrokerSession.tenant == tenant,
+                BrokerSession.removed_at.is_(None),
+            )
+            if user_id is not None:
+                query = query.where(BrokerSession.user_id == user_id)
+            row = session.scalar(query)
+            if row is None:
+                raise SessionNotFoundError(client_id)
+            row.revoked_at = row.revoked_at or self._clock()
+            return row.username
+
+        username = await self._db(mark)
+        await self._remove(username)
+
+    def _mark(self, session: Session, client_id: str, *, revoked: bool) -> None:
+        values = {"revoked_at": self._clock()} if revoked else {"removed_at": self._clock()}
+        session.execute(
+            update(BrokerSession).where(BrokerSession.client_id == client_id).values(**values)
+        )
+
+    async def _remove(self, username: str) -> None:
+        await self._admin.delete_client(username)
+
+        def done(session: Session) -> None:
+            session.execute(
+                update(BrokerSession)
+                .where(BrokerSession.username == username, BrokerSession.removed_at.is_(None))
+                .values(removed_at=self._clock())
+            )
+
+        await self._db(done)
+
+    async def reap(self) -> int:
+        """Delete every expired or revoked session from the broker; return how many."""
+        now = self._clock()
+
+        def due(session: Session) -> list[str]:
+            return list(
+                session.scalars(
+                    select(BrokerSession.username).where(
+                        BrokerSession.removed_at.is_(None),
+                        (BrokerSession.expires_at <= now) | BrokerSession.revoked_at.is_not(None),
+                    )
+                ).all()
+            )
+
+        names = await self._db(due)
+        for name in names:
+            await self._remove(name)
+        return len(names)
+
+    async def reconcile(self) -> int:
+        """Delete broker clients this issuer made that the database no longer knows
+        as live (left behind by a crash between the broker and the database)."""
+        now = self._clock()
+        on_broker = [n for n in await self._admin.list_clients() if n.startswith(SESSION_PREFIX)]
+        if not on_broker:
+            return 0
+
+        def live(session: Session) -> set[str]:
+            return set(
+                session.scalars(
+                    select(BrokerSession.username).where(
+                        BrokerSession.removed_at.is_(None),
+                        BrokerSession.revoked_at.is_(None),
+                        BrokerSession.expires_at > now,
+                    )
+                ).all()
+            )
+
+        keep = await self._db(live)
+        stale = [n for n in on_broker if n not in keep]
+        for name in stale:
+            await self._remove(name)
+        return len(stale)
+
+    async def _next_expiry(self) -> datetime | None:
+        def first(session: Session) -> datetime | None:
+            return session.scalar(
+                select(BrokerSession.expires_at)
+                .where(BrokerSession.removed_at.is_(None))
+                .order_by(BrokerSession.expires_at)
+                .limit(1)
+            )
+
+        return await self._db(first)
+
+    async def _reaper(self) -> None:
+        reconciled = False
+        while True:
+            try:
+                if not reconciled:
+                    await self.reconcile()
+                    reconciled = True
+                await self.reap()
+                nxt = await self._next_expiry()
+            except Exception:  # the broker or database is away: try again soon
+                log.warning("credential reaper failed; retrying", exc_info=True)
+                nxt = None
+            delay = self._reap_interval
+            if nxt is not None:
+                delay = max(0.05, min(delay, (nxt - self._clock()).total_seconds() + 0.05))
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), delay)

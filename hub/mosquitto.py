@@ -1,0 +1,213 @@
+"""Running Mosquitto locally: first-start state (dynsec file, generated secrets), the
+generated configuration, and the broker process itself."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from hub.secretfiles import load_or_create_secret
+
+ADMIN_USERNAME = "hub-admin"
+SERVICE_USERNAME = "hub-service"
+_PLUGIN_CANDIDATES = (
+    "/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so",
+    "/usr/lib/aarch64-linux-gnu/mosquitto_dynamic_security.so",
+    "/usr/lib/mosquitto_dynamic_security.so",
+)
+
+
+def default_broker_config_dir() -> Path:
+    return Path(__file__).resolve().parent.parent / "broker-config"
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerSecrets:
+    admin_password: str
+    service_password: str
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerLayout:
+    """Where the broker's state lives under the data directory."""
+
+    data_dir: Path
+
+    @property
+    def state_dir(self) -> Path:
+        return self.data_dir / "broker"
+
+    @property
+    def dynsec_file(self) -> Path:
+        return self.state_dir / "dynamic-security.json"
+
+    @property
+    def config_file(self) -> Path:
+        return self.state_dir / "mosquitto.conf"
+
+    @property
+    def secrets_dir(self) -> Path:
+        return self.data_dir / "secrets"
+
+    def secrets(self) -> BrokerSecrets:
+        return BrokerSecrets(
+            admin_password=load_or_create_secret(self.secrets_dir / "dynsec-admin"),
+            service_password=load_or_create_secret(self.secrets_dir / "hub-service"),
+        )
+
+
+def find_dynsec_plugin() -> str:
+    explicit = os.environ.get("HUB_MOSQUITTO_PLUGIN")
+    if explicit:
+        return explicit
+    for candidate in _PLUGIN_CANDIDATES:
+        if Path(candidate).exists():
+            return candidate
+    raise FileNotFoundError("mosquitto_dynamic_security.so not found; install mosquitto")
+
+
+def prepare_broker_state(layout: BrokerLayout) -> BrokerSecrets:
+    """First start: generate secrets and the dynsec file with the admin account.
+
+    The default ACL access is tightened in the file before the broker first reads it,
+    so no client ever runs under the plugin's permissive receive default.
+    """
+    layout.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    secrets = layout.secrets()
+    if not layout.dynsec_file.exists():
+        ctrl = shutil.which("mosquitto_ctrl") or "/usr/bin/mosquitto_ctrl"
+        tmp = layout.dynsec_file.with_suffix(".init")
+        tmp.unlink(missing_ok=True)
+        subprocess.run(
+            [ctrl, "dynsec", "init", str(tmp), ADMIN_USERNAME, secrets.admin_password],
+            check=True,
+            capture_output=True,
+        )
+        state = json.loads(tmp.read_text(encoding="utf-8"))
+        state["defaultACLAccess"] = {
+            "publishClientSend": False,
+            "publishClientReceive": False,
+            "subscribe": False,
+            "unsubscribe": True,
+        }
+        tmp.write_text(json.dumps(state, indent=2), encoding="utf-8")
+        os.chmod(tmp, 0o600)
+        tmp.replace(layout.dynsec_file)
+    return secrets
+
+
+def render_config(
+    layout: BrokerLayout,
+    *,
+    mqtt_port: int,
+    ws_port: int,
+    bind_host: str = "127.0.0.1",
+    config_dir: Path | None = None,
+) -> Path:
+    """Write the local broker configuration and return its path."""
+    config_dir = config_dir or default_broker_config_dir()
+    # The WebSocket listener of 2.0 ignores an IP bind address (#2085) but honours an
+    # interface name, so loopback-only deployments bind it to `lo`.
+    ws_bind = "lo" if bind_host in ("127.0.0.1", "localhost") else ""
+    tcp_bind = "" if bind_host in ("0.0.0.0", "") else bind_host  # noqa: S104 - "" is all
+    lines = [
+        "# Written by `hub` from broker-config/; edit those files, not this one.",
+        f"include_dir {config_dir / 'conf.d'}",
+        # Run as the invoking user so the state folder needs no chown.
+        f"user {getpass.getuser()}",
+        f"plugin {find_dynsec_plugin()}",
+        f"plugin_opt_config_file {layout.dynsec_file}",
+        f"persistence_location {layout.state_dir}/",
+        "log_dest stderr",
+        f"listener {mqtt_port} {tcp_bind}".rstrip(),
+        f"listener {ws_port} {ws_bind}".rstrip(),
+        "protocol websockets",
+        "",
+    ]
+    layout.config_file.write_text("\n".join(lines), encoding="utf-8")
+    return layout.config_file
+
+
+def _port_open(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex((host, port)) == 0
+
+
+class MosquittoProcess:
+    """A Mosquitto child process; ``start`` waits until both listeners accept."""
+
+    def __init__(
+        self,
+        config_file: Path,
+        *,
+        mqtt_port: int,
+        ws_port: int,
+        log_file: Path | None = None,
+        executable: str | None = None,
+    ) -> None:
+        self.config_file = config_file
+        self.mqtt_port = mqtt_port
+        self.ws_port = ws_port
+        self.log_file = log_file
+        self.executable = executable or shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 10.0) -> None:
+        if self.process is not None and self.process.poll() is None:
+            raise RuntimeError("mosquitto is already running")
+        out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL  # noqa: SIM115
+        try:
+            self.process = subprocess.Popen(
+                [self.executable, "-c", str(self.config_file)],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        finally:
+            if self.log_file:
+                out.close()  # type: ignore[union-attr]
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(
+                    f"mosquitto exited with {self.process.returncode}; see {self.log_file}"
+                )
+            if _port_open("127.0.0.1", self.mqtt_port) and _port_open("127.0.0.1", self.ws_port):
+                return
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError("mosquitto did not open its listeners in time")
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM (the broker saves its state), then wait; SIGKILL if it hangs."""
+        proc = self.process
+        if proc is None:
+            return
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self.process = None
+
+    def kill(self) -> None:
+        """SIGKILL: a crash, for tests of what survives one."""
+        proc = self.process
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        self.process = None

@@ -1,0 +1,297 @@
+"""The transactional outbox: events are rows written in the same transaction as the
+change that caused them, numbered per tenant without gaps.
+
+The ``events`` table is both the outbox (rows with ``published_at IS NULL``) and the
+replay log behind ``GET /events``.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    delete,
+    event,
+    func,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from hub.catalog import get_event_type
+from hub.db import Base, UTCDateTime, utcnow
+from hub.envelope import build_envelope, dumps
+from hub.topics import event_topic, snapshot_topic, validate_id, validate_tenant
+
+_BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class TenantSequence(Base):
+    """The last seq handed out per tenant. Incrementing this row inside the writing
+    transaction holds its lock until commit, so seqs commit in order and a rollback
+    gives its number back: no gaps among committed events."""
+
+    __tablename__ = "tenant_sequences"
+    tenant: Mapped[str] = mapped_column(String(40), primary_key=True)
+    last_seq: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+
+
+class OutboxEvent(Base):
+    __tablename__ = "events"
+    __table_args__ = (
+        UniqueConstraint("tenant", "seq", name="uq_events_tenant_seq"),
+        Index(
+            "ix_events_unpublished",
+            "pk",
+            sqlite_where=text("published_at IS NULL"),
+            postgresql_where=text("published_at IS NULL"),
+        ),
+        Index("ix_events_published_at", "published_at"),
+    )
+
+    pk: Mapped[int] = mapped_column(_BigId, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(36), unique=True, nullable=False)
+    tenant: Mapped[str] = mapped_column(String(40), nullable=False)
+    seq: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    type: Mapped[str] = mapped_column(String(64), nullable=False)
+    actor: Mapped[str] = mapped_column(String(128), nullable=False)
+    patient_id: Mapped[str] = mapped_column(String(64), nullable=False)
+    entity_id: Mapped[str] = mapped_column(String(64), nullable=False)
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    topic: Mapped[str] = mapped_column(String(255), nullable=False)
+    payload: Mapped[str] = mapped_column(Text, nullable=False)
+    # A retained snapshot to publish with the event: topic set and payload NULL clears it.
+    snapshot_topic: Mapped[str | None] = mapped_column(String(255))
+    snapshot_payload: Mapped[str | None] = mapped_column(Text)
+    snapshot_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    published_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    def envelope(self) -> dict[str, Any]:
+        result: dict[str, Any] = json.loads(self.payload)
+        return result
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """What to do with the entity's retained snapshot when this event is published."""
+
+    keep_until: datetime | None  # None: clear the retained snapshot
+
+    @classmethod
+    def keep(cls, until: datetime) -> Snapshot:
+        return cls(keep_until=until)
+
+    @classmethod
+    def clear(cls) -> Snapshot:
+        return cls(keep_until=None)
+
+
+@dataclass(frozen=True, slots=True)
+class EmittedEvent:
+    id: str
+    tenant: str
+    seq: int
+    type: str
+    topic: str
+    envelope: dict[str, Any]
+
+
+# --- commit notification: wakes relays in this process as soon as events commit ---
+
+_commit_listeners: set[Callable[[], None]] = set()
+_DIRTY = "hub.outbox.dirty"
+
+
+def add_commit_listener(listener: Callable[[], None]) -> None:
+    _commit_listeners.add(listener)
+
+
+def remove_commit_listener(listener: Callable[[], None]) -> None:
+    _commit_listeners.discard(listener)
+
+
+@event.listens_for(Session, "after_commit")
+def _after_commit(session: Session) -> None:
+    if session.info.pop(_DIRTY, False):
+        for listener in list(_commit_listeners):
+            listener()
+
+
+@event.listens_for(Session, "after_rollback")
+def _after_rollback(session: Session) -> None:
+    session.info.pop(_DIRTY, None)
+
+
+def _next_seq(session: Session, tenant: str) -> int:
+    dialect = session.get_bind().dialect.name
+    insert_fn = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    session.execute(
+        insert_fn(TenantSequence)
+        .values(tenant=tenant, last_seq=0)
+        .on_conflict_do_nothing(index_elements=["tenant"])
+    )
+    seq: int = session.execute(
+        update(TenantSequence)
+        .where(TenantSequence.tenant == tenant)
+        .values(last_seq=TenantSequence.last_seq + 1)
+        .returning(TenantSequence.last_seq)
+    ).scalar_one()
+    return seq
+
+
+def emit(
+    session: Session,
+    *,
+    tenant: str,
+    event_type: str,
+    actor: str,
+    patient_id: str,
+    entity_id: str,
+    data: Any,
+    snapshot: Snapshot | None = None,
+    occurred_at: datetime | None = None,
+) -> EmittedEvent:
+    """Validate ``data`` against the catalog and write the event into ``session``'s
+    transaction. Nothing is published unless that transaction commits."""
+    etype = get_event_type(event_type)
+    payload = etype.validate(data).model_dump(mode="json", by_alias=True)
+    validate_tenant(tenant)
+    validate_id(patient_id, "patient id")
+    validate_id(entity_id, "entity id")
+    if not actor or len(actor) > 128:
+        raise ValueError("actor must be 1-128 characters")
+    topic = event_topic(tenant, patient_id, etype.entity, entity_id, etype.action)
+    seq = _next_seq(session, tenant)
+    event_id = str(uuid.uuid4())
+    occurred_at = occurred_at or utcnow()
+    envelope = build_envelope(
+        event_id=event_id,
+        event_type=event_type,
+        tenant=tenant,
+        seq=seq,
+        occurred_at=occurred_at,
+        actor=actor,
+        patient_id=patient_id,
+        entity_id=entity_id,
+        data=payload,
+    )
+    body = dumps(envelope)
+    row = OutboxEvent(
+        id=event_id,
+        tenant=tenant,
+        seq=seq,
+        type=event_type,
+        actor=actor,
+        patient_id=patient_id,
+        entity_id=entity_id,
+        occurred_at=occurred_at,
+        topic=topic.value,
+        payload=body,
+    )
+    if snapshot is not None:
+        row.snapshot_topic = snapshot_topic(tenant, patient_id, etype.entity, entity_id).value
+        if snapshot.keep_until is not None:
+            row.snapshot_payload = body
+            row.snapshot_expires_at = snapshot.keep_until
+    session.add(row)
+    session.flush()
+    session.info[_DIRTY] = True
+    return EmittedEvent(event_id, tenant, seq, event_type, topic.value, envelope)
+
+
+# --- reading the outbox ---
+
+
+def fetch_unpublished(session: Session, limit: int) -> Sequence[OutboxEvent]:
+    """The oldest unpublished events. Within a tenant, pk order is seq order: the
+    next seq cannot be taken (let alone inserted) before the previous one commits."""
+    return session.scalars(
+        select(OutboxEvent)
+        .where(OutboxEvent.published_at.is_(None))
+        .order_by(OutboxEvent.pk)
+        .limit(limit)
+    ).all()
+
+
+def mark_published(session: Session, pks: Sequence[int], at: datetime) -> None:
+    if pks:
+        session.execute(
+            update(OutboxEvent)
+            .where(OutboxEvent.pk.in_(pks), OutboxEvent.published_at.is_(None))
+            .values(published_at=at)
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxStats:
+    unpublished: int
+    oldest_unpublished_at: datetime | None
+
+
+def outbox_stats(session: Session) -> OutboxStats:
+    count, oldest = session.execute(
+        select(func.count(), func.min(OutboxEvent.occurred_at)).where(
+            OutboxEvent.published_at.is_(None)
+        )
+    ).one()
+    return OutboxStats(int(count), oldest)
+
+
+def latest_seq(session: Session, tenant: str) -> int:
+    value = session.scalar(select(TenantSequence.last_seq).where(TenantSequence.tenant == tenant))
+    return int(value or 0)
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayPage:
+    events: list[dict[str, Any]]
+    latest_seq: int
+    oldest_seq: int | None
+
+
+def replay(
+    session: Session,
+    tenant: str,
+    *,
+    after: int,
+    limit: int,
+    types: Sequence[str] | None = None,
+    patient_id: str | None = None,
+) -> ReplayPage:
+    """The tenant's committed events with ``seq > after``, oldest first."""
+    query = select(OutboxEvent.payload).where(OutboxEvent.tenant == tenant, OutboxEvent.seq > after)
+    if types:
+        query = query.where(OutboxEvent.type.in_(types))
+    if patient_id is not None:
+        query = query.where(OutboxEvent.patient_id == patient_id)
+    rows = session.scalars(query.order_by(OutboxEvent.seq).limit(limit)).all()
+    oldest = session.scalar(select(func.min(OutboxEvent.seq)).where(OutboxEvent.tenant == tenant))
+    return ReplayPage(
+        events=[json.loads(r) for r in rows],
+        latest_seq=latest_seq(session, tenant),
+        oldest_seq=int(oldest) if oldest is not None else None,
+    )
+
+
+def prune_published(session: Session, older_than: timedelta) -> int:
+    """Drop published events past the replay retention; unpublished ones never go."""
+    cutoff = utcnow() - older_than
+    result = session.execute(
+        delete(OutboxEvent).where(
+            OutboxEvent.published_at.is_not(None), OutboxEvent.occurred_at < cutoff
+        )
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]

@@ -1,0 +1,259 @@
+"""The outbox relay: publishes committed events to the broker, in seq order per
+tenant, QoS 1, and marks them published only after the broker acknowledged them.
+
+It wakes as soon as a transaction in this process commits events (no polling delay
+on the hot path), polls at ``poll_interval`` for events written by other processes,
+and retries with capped, jittered backoff while the broker is away. What was left
+unpublished by a crash is simply still unpublished: it goes out on the next pass.
+Delivery is at least once; subscribers de-duplicate by event id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Self
+
+import aiomqtt
+import anyio.to_thread
+from paho.mqtt.reasoncodes import ReasonCode
+from sqlalchemy.orm import Session, sessionmaker
+
+from hub.db import utcnow
+from hub.envelope import iso_utc
+from hub.errors import BrokerUnavailableError
+from hub.mqtt import publish_properties
+from hub.outbox import (
+    OutboxEvent,
+    add_commit_listener,
+    fetch_unpublished,
+    mark_published,
+    remove_commit_listener,
+)
+from hub.topics import meta_seq_topic
+
+log = logging.getLogger("hub.relay")
+
+
+@dataclass(frozen=True, slots=True)
+class _Row:
+    pk: int
+    tenant: str
+    seq: int
+    topic: str
+    payload: str
+    snapshot_topic: str | None
+    snapshot_payload: str | None
+    snapshot_expires_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class RelayStatus:
+    connected: bool
+    published_total: int
+    last_published_at: datetime | None
+    last_error: str | None
+
+
+class Relay:
+    """Publishes the outbox. Use as an async context manager; it owns its task."""
+
+    def __init__(
+        self,
+        *,
+        sessions: sessionmaker[Session],
+        host: str,
+        port: int,
+        username: str,
+        password: str,
+        batch_size: int = 200,
+        poll_interval: float = 1.0,
+        max_backoff: float = 5.0,
+    ) -> None:
+        self._sessions = sessions
+        self._host = host
+        self._port = port
+        self._username = username
+        self._password = password
+        self._batch_size = batch_size
+        self._poll_interval = poll_interval
+        self._max_backoff = max_backoff
+        self._wake = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._connected = False
+        self._published_total = 0
+        self._last_published_at: datetime | None = None
+        self._last_error: str | None = None
+        self._failed_pubacks: list[ReasonCode] = []
+
+    @property
+    def status(self) -> RelayStatus:
+        return RelayStatus(
+            self._connected, self._published_total, self._last_published_at, self._last_error
+        )
+
+    def wake(self) -> None:
+        """Thread-safe: publish now (called after every commit that wrote events)."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._wake.set)
+
+    async def __aenter__(self) -> Self:
+        if self._task is not None:
+            raise RuntimeError("Relay is already running")
+        self._loop = asyncio.get_running_loop()
+        add_commit_listener(self.wake)
+        self._task = asyncio.create_task(self._run(), name="hub-outbox-relay")
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        remove_commit_listener(self.wake)
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._loop = None
+
+    async def _run(self) -> None:
+        delay = 0.1
+        while True:
+            try:
+                await self._connected_loop()
+            except (aiomqtt.MqttError, BrokerUnavailableError) as exc:
+                self._last_error = str(exc)
+                log.warning("relay: broker unavailable (%s); retrying in %.1fs", exc, delay)
+            except Exception as exc:  # the database is away, or a bug: never stop relaying
+                self._last_error = repr(exc)
+                log.exception("relay: unexpected error; retrying in %.1fs", delay)
+            finally:
+                self._connected = False
+            await asyncio.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 2, self._max_backoff)
+
+    async def _connected_loop(self) -> None:
+        client = aiomqtt.Client(
+            self._host,
+            self._port,
+            username=self._username,
+            password=self._password,
+            identifier=f"hub-relay-{uuid.uuid4().hex[:12]}",
+            protocol=aiomqtt.ProtocolVersion.V5,
+            clean_start=True,
+            keepalive=15,
+            timeout=10,
+        )
+        async with client:
+            self._watch_pubacks(client)
+            self._connected = True
+            self._last_error = None
+            log.info("relay connected to %s:%s", self._host, self._port)
+            while True:
+                self._wake.clear()
+                rows = await anyio.to_thread.run_sync(self._fetch)
+                if rows:
+                    await self._publish(client, rows)
+                    at = utcnow()
+                    await anyio.to_thread.run_sync(self._mark, [r.pk for r in rows], at)
+                    self._published_total += len(rows)
+                    self._last_published_at = at
+                    if len(rows) == self._batch_size:
+                        continue
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self._poll_interval)
+
+    def _watch_pubacks(self, client: aiomqtt.Client) -> None:
+        """aiomqtt resolves a publish on any PUBACK; record refusals (reason >= 0x80)
+        so a batch the broker refused is not marked published."""
+        paho = client._client  # noqa: SLF001 - aiomqtt exposes no PUBACK reason code
+        inner: Any = paho.on_publish
+
+        def on_publish(c: Any, userdata: Any, mid: int, reason: ReasonCode, props: Any) -> None:
+            if reason.is_failure:
+                self._failed_pubacks.append(reason)
+            if inner is not None:
+                inner(c, userdata, mid, reason, props)
+
+        paho.on_publish = on_publish
+
+    def _fetch(self) -> list[_Row]:
+        with self._sessions() as session:
+            rows: Sequence[OutboxEvent] = fetch_unpublished(session, self._batch_size)
+            return [
+                _Row(
+                    r.pk,
+                    r.tenant,
+                    r.seq,
+                    r.topic,
+                    r.payload,
+                    r.snapshot_topic,
+                    r.snapshot_payload,
+                    r.snapshot_expires_at,
+                )
+                for r in rows
+            ]
+
+    def _mark(self, pks: list[int], at: datetime) -> None:
+        with self._sessions.begin() as session:
+            mark_published(session, pks, at)
+
+    async def _publish(self, client: aiomqtt.Client, rows: list[_Row]) -> None:
+        """Hand the whole batch to the client in order, then await every PUBACK.
+        One connection delivers QoS 1 messages in the order they were sent."""
+        self._failed_pubacks.clear()
+        now = utcnow()
+        sends: list[asyncio.Task[None]] = []
+        newest: dict[str, int] = {}
+        for row in rows:
+            sends.append(self._send(client, row.topic, row.payload, retain=False))
+            if row.snapshot_topic is not None:
+                remaining = (
+                    int((row.snapshot_expires_at - now).total_seconds())
+                    if row.snapshot_expires_at is not None
+                    else 0
+                )
+                if row.snapshot_payload is not None and remaining > 0:
+                    sends.append(
+                        self._send(
+                            client,
+                            row.snapshot_topic,
+                            row.snapshot_payload,
+                            retain=True,
+                            expiry=remaining,
+                        )
+                    )
+                else:
+                    # An empty retained message removes the snapshot.
+                    sends.append(self._send(client, row.snapshot_topic, "", retain=True))
+            newest[row.tenant] = max(row.seq, newest.get(row.tenant, 0))
+        for tenant, seq in newest.items():
+            body = json.dumps({"seq": seq, "at": iso_utc(now)})
+            sends.append(self._send(client, meta_seq_topic(tenant).value, body, retain=True))
+        await asyncio.gather(*sends)
+        if self._failed_pubacks:
+            codes = ", ".join(str(c) for c in self._failed_pubacks)
+            raise BrokerUnavailableError(f"broker refused publishes: {codes}")
+
+    def _send(
+        self,
+        client: aiomqtt.Client,
+        topic: str,
+        payload: str,
+        *,
+        retain: bool,
+        expiry: int | None = None,
+    ) -> asyncio.Task[None]:
+        props = publish_properties(json_body=bool(payload), expiry=expiry)
+        # Creating the task starts nothing yet; gather runs them in creation order and
+        # each reaches paho's publish (which queues in order) before its first await.
+        return asyncio.ensure_future(
+            client.publish(topic, payload.encode(), qos=1, retain=retain, properties=props)
+        )
