@@ -1,0 +1,67 @@
+"""A tenant with a directory and a patient, created through the api like a clinic would."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from tests.support.stack import Stack
+
+
+def new_tenant() -> str:
+    return f"t-{uuid.uuid4().hex[:10]}"
+
+
+@dataclass
+class Clinic:
+    stack: Stack
+    tenant: str
+    admin: str
+    front_desk: str
+    provider_id: str
+    location_id: str
+    patient_id: str
+
+    @classmethod
+    def create(cls, stack: Stack, tenant: str | None = None) -> Clinic:
+        tenant = tenant or new_tenant()
+        admin = stack.token(tenant, "ad-1", "admin")
+        front = stack.token(tenant, "fd-1", "front_desk")
+        http = stack.http(admin)
+        r = http.post(
+            "/staff",
+            json={"id": "dr-1", "name": "Dr. One", "isProvider": True, "roles": ["provider"]},
+        )
+        assert r.status_code == 201, r.text
+        r = http.post("/locations", json={"id": "loc-1", "name": "Main"})
+        assert r.status_code == 201, r.text
+        r = stack.http(front).post(
+            "/patients",
+            json={"firstName": "Ada", "lastName": "Lovelace", "dateOfBirth": "1985-12-10"},
+        )
+        assert r.status_code == 201, r.text
+        return cls(stack, tenant, admin, front, "dr-1", "loc-1", r.json()["id"])
+
+    def book(
+        self, *, start: datetime | None = None, minutes: int = 30, patient_id: str | None = None
+    ) -> dict[str, Any]:
+        start = start or datetime.now(UTC).replace(microsecond=0)
+        r = self.stack.http(self.front_desk).post(
+            "/appointments",
+            json={
+                "patientId": patient_id or self.patient_id,
+                "providerId": self.provider_id,
+                "locationId": self.location_id,
+                "scheduledStart": start.isoformat(),
+                "scheduledEnd": (start + timedelta(minutes=minutes)).isoformat(),
+            },
+        )
+        assert r.status_code == 201, r.text
+        return r.json()  # type: ignore[no-any-return]
+
+    def latest_seq(self) -> int:
+        r = self.stack.http(self.front_desk).get("/events", params={"after": 0, "limit": 1})
+        assert r.status_code == 200, r.text
+        return int(r.json()["latestSeq"])

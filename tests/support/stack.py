@@ -1,0 +1,247 @@
+"""The real system for tests: Mosquitto from broker-config/ on free ports, a real
+database (SQLite file or a fresh PostgreSQL database), and the api as a uvicorn
+subprocess started exactly as `hub up` configures it."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import sqlalchemy as sa
+
+from api.migrate import upgrade
+from hub.mosquitto import BrokerLayout, MosquittoProcess, prepare_broker_state, render_config
+from hub.tokens import mint_dev_token
+from tests.support.mqtt import Probe
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Broker:
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.layout = BrokerLayout(data_dir)
+        self.secrets = prepare_broker_state(self.layout)
+        self.mqtt_port = free_port()
+        self.ws_port = free_port()
+        config = render_config(self.layout, mqtt_port=self.mqtt_port, ws_port=self.ws_port)
+        self.process = MosquittoProcess(
+            config,
+            mqtt_port=self.mqtt_port,
+            ws_port=self.ws_port,
+            log_file=data_dir / "broker.log",
+        )
+
+    def start(self) -> None:
+        self.process.start()
+
+    def stop(self) -> None:
+        self.process.stop()
+
+    def kill(self) -> None:
+        self.process.kill()
+
+    @property
+    def running(self) -> bool:
+        return self.process.running
+
+    def admin_probe(self) -> Probe:
+        return Probe(
+            client_id=f"test-admin-{uuid.uuid4().hex[:8]}",
+            username="hub-admin",
+            password=self.secrets.admin_password,
+            port=self.mqtt_port,
+        )
+
+
+class Database:
+    """A fresh database: an SQLite file, or a new PostgreSQL database (dropped after)."""
+
+    def __init__(self, backend: str, tmp: Path) -> None:
+        self.backend = backend
+        self._admin_url: str | None = None
+        if backend == "sqlite":
+            self.url = f"sqlite:///{tmp / 'hub.db'}"
+        else:
+            admin = os.environ["HUB_TEST_POSTGRES_URL"]
+            self._admin_url = admin
+            self.name = f"hubtest_{uuid.uuid4().hex[:10]}"
+            engine = sa.create_engine(admin, isolation_level="AUTOCOMMIT")
+            with engine.connect() as conn:
+                conn.exec_driver_sql(f'CREATE DATABASE "{self.name}"')
+            engine.dispose()
+            self.url = (
+                sa.engine.make_url(admin)
+                .set(database=self.name)
+                .render_as_string(hide_password=False)
+            )
+        upgrade(self.url)
+
+    def drop(self) -> None:
+        if self._admin_url:
+            engine = sa.create_engine(self._admin_url, isolation_level="AUTOCOMMIT")
+            with engine.connect() as conn:
+                conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+            engine.dispose()
+
+
+class Api:
+    def __init__(self, *, env: dict[str, str], log_file: Path) -> None:
+        self.port = free_port()
+        self.env = {**os.environ, **env, "HUB_HTTP_PORT": str(self.port)}
+        self.log_file = log_file
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.base_url = f"http://127.0.0.1:{self.port}"
+
+    def start(self, *, wait_ready: bool = True) -> None:
+        with open(self.log_file, "ab") as log:
+            self.proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "uvicorn",
+                    "api.app:create_app",
+                    "--factory",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.port),
+                    "--log-level",
+                    "warning",
+                ],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=ROOT,
+            )
+        deadline = time.monotonic() + 60
+        path = "/readyz" if wait_ready else "/healthz"
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(
+                    f"api exited; see {self.log_file}:\n{self.log_file.read_text()[-3000:]}"
+                )
+            try:
+                if httpx.get(self.base_url + path, timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"api not ready; see {self.log_file}")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+
+
+@dataclass
+class Stack:
+    backend: str
+    broker: Broker
+    db: Database
+    api: Api
+    jwt_secret: str
+    tmp: Path
+    _clients: list[httpx.Client] = field(default_factory=list)
+
+    @classmethod
+    def create(cls, backend: str, tmp: Path, **extra_env: str) -> Stack:
+        tmp.mkdir(parents=True, exist_ok=True)
+        broker = Broker(tmp / "data")
+        broker.start()
+        db = Database(backend, tmp)
+        jwt_secret = secrets.token_urlsafe(32)
+        env = {
+            "HUB_ENV": "development",
+            "HUB_DATA_DIR": str(tmp / "data"),
+            "HUB_DATABASE_URL": db.url,
+            "HUB_MQTT_PORT": str(broker.mqtt_port),
+            "HUB_WS_PORT": str(broker.ws_port),
+            "HUB_JWT_SECRET": jwt_secret,
+            "HUB_RELAY_POLL_INTERVAL_SECONDS": "0.2",
+            **extra_env,
+        }
+        api = Api(env=env, log_file=tmp / "api.log")
+        api.start()
+        return cls(backend, broker, db, api, jwt_secret, tmp)
+
+    def close(self) -> None:
+        for c in self._clients:
+            c.close()
+        self.api.stop()
+        self.broker.stop()
+        self.db.drop()
+
+    def token(self, tenant: str, user: str, *roles: str, ttl: float = 3600) -> str:
+        return mint_dev_token(
+            secret=self.jwt_secret,
+            tenant=tenant,
+            user=user,
+            roles=list(roles),
+            ttl=timedelta(seconds=ttl),
+        )
+
+    def http(self, token: str | None = None) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        client = httpx.Client(base_url=self.api.base_url, headers=headers, timeout=30)
+        self._clients.append(client)
+        return client
+
+    def credentials(self, token: str, **body: Any) -> dict[str, Any]:
+        r = self.http(token).post("/realtime/credentials", json=body or None)
+        assert r.status_code == 200, r.text
+        return r.json()  # type: ignore[no-any-return]
+
+    def probe(
+        self,
+        creds: dict[str, Any],
+        *,
+        transport: str = "websockets",
+        client_id: str | None = None,
+        clean_start: bool = True,
+        session_expiry: int | None = None,
+    ) -> Probe:
+        port = self.broker.ws_port if transport == "websockets" else self.broker.mqtt_port
+        return Probe(
+            client_id=client_id or creds["clientId"],
+            username=creds["username"],
+            password=creds["password"],
+            port=port,
+            transport=transport,
+            clean_start=clean_start,
+            session_expiry=session_expiry,
+        )
+
+    def connected_probe(self, token: str, **kwargs: Any) -> Probe:
+        probe = self.probe(self.credentials(token), **kwargs)
+        rc = probe.connect()
+        assert not rc.is_failure, rc
+        return probe
