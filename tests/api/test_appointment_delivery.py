@@ -118,7 +118,8 @@ def test_appointment_lifecycle_reaches_websocket_subscriber(stack: Stack, clinic
         assert cancelled["data"]["cancelReason"] == "sick"
 
         seqs = [created["seq"], updated["seq"], checked["seq"], cancelled["seq"]]
-        assert seqs == sorted(seqs) and len(set(seqs)) == 4
+        assert seqs == sorted(seqs)
+        assert len(set(seqs)) == 4
     finally:
         probe.close()
 
@@ -134,8 +135,10 @@ def test_todays_appointments_are_retained_snapshots_until_cancelled(
         first.subscribe(f"tenants/{clinic.tenant}/patients/+/appointment/+")
         snap = first.wait_for(lambda m: m.topic == topic and m.retain)
         body = snap.json()
-        assert body["type"] == "appointment:created" and body["data"]["id"] == appt["id"]
-        assert snap.expiry is not None and 0 < snap.expiry <= 24 * 3600
+        assert body["type"] == "appointment:created"
+        assert body["data"]["id"] == appt["id"]
+        assert snap.expiry is not None
+        assert 0 < snap.expiry <= 24 * 3600
 
         r = stack.http(clinic.front_desk).post(
             f"/appointments/{appt['id']}/status", json={"status": "cancelled"}
