@@ -322,15 +322,16 @@ class DynsecAdmin:
             [{"command": "createClient", "username": username, "password": password}],
             tolerate=("Client already exists",),
         )
-        commands: list[dict[str, Any]] = []
         if reply.get("error"):
-            commands.append(
-                {"command": "setClientPassword", "username": username, "password": password}
+            await self.set_client_password(username, password)
+        (info,) = await self.execute([{"command": "getClient", "username": username}])
+        held = {r.get("rolename") for r in info.get("data", {}).get("client", {}).get("roles", [])}
+        # addClientRole for a role already held answers "Internal error" in 2.0.11.
+        missing = [r for r in roles if r not in held]
+        if missing:
+            await self.execute(
+                [{"command": "addClientRole", "username": username, "rolename": r} for r in missing]
             )
-        commands += [
-            {"command": "addClientRole", "username": username, "rolename": r} for r in roles
-        ]
-        await self.execute(commands)
 
     async def delete_client(self, username: str) -> None:
         await self.execute(

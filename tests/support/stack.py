@@ -134,6 +134,7 @@ class Api:
         path = "/readyz" if wait_ready else "/healthz"
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
+                self.proc = None
                 raise RuntimeError(
                     f"api exited; see {self.log_file}:\n{self.log_file.read_text()[-3000:]}"
                 )
@@ -143,6 +144,7 @@ class Api:
             except httpx.HTTPError:
                 pass
             time.sleep(0.1)
+        self.kill()
         raise RuntimeError(f"api not ready; see {self.log_file}")
 
     def stop(self) -> None:
