@@ -1,0 +1,66 @@
+"""The hub's core library: event catalog, topics, outbox and relay, broker
+administration and credentials, tokens."""
+
+from hub.broker_admin import Acl, BrokerAdmin, DynsecAdmin, Role
+from hub.catalog import CATALOG, EventType, catalog_json_schema, get_event_type
+from hub.credentials import CredentialIssuer, IssuedCredentials, SessionNotFoundError
+from hub.envelope import build_envelope
+from hub.errors import (
+    BrokerUnavailableError,
+    DynsecError,
+    EventValidationError,
+    HubError,
+    TokenError,
+    UnknownEventTypeError,
+)
+from hub.outbox import EmittedEvent, ReplayPage, Snapshot, emit, latest_seq, replay
+from hub.relay import Relay, RelayStatus
+from hub.tokens import Principal, TokenVerifier, mint_dev_token
+from hub.topics import (
+    Topic,
+    event_topic,
+    meta_seq_topic,
+    notification_topic,
+    snapshot_topic,
+    validate_id,
+    validate_tenant,
+)
+
+__all__ = [
+    "CATALOG",
+    "Acl",
+    "BrokerAdmin",
+    "BrokerUnavailableError",
+    "CredentialIssuer",
+    "DynsecAdmin",
+    "DynsecError",
+    "EmittedEvent",
+    "EventType",
+    "EventValidationError",
+    "HubError",
+    "IssuedCredentials",
+    "Principal",
+    "Relay",
+    "RelayStatus",
+    "ReplayPage",
+    "Role",
+    "SessionNotFoundError",
+    "Snapshot",
+    "TokenError",
+    "TokenVerifier",
+    "Topic",
+    "UnknownEventTypeError",
+    "build_envelope",
+    "catalog_json_schema",
+    "emit",
+    "event_topic",
+    "get_event_type",
+    "latest_seq",
+    "meta_seq_topic",
+    "mint_dev_token",
+    "notification_topic",
+    "replay",
+    "snapshot_topic",
+    "validate_id",
+    "validate_tenant",
+]
