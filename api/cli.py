@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
+import signal
 import sys
 from datetime import timedelta
 
@@ -45,6 +47,10 @@ def _cmd_seed(args: argparse.Namespace) -> int:
     upgrade(settings.resolved_database_url)
     print(seed(settings, args.tenant))
     return 0
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _cmd_up(args: argparse.Namespace) -> int:
@@ -89,7 +95,11 @@ def _cmd_up(args: argparse.Namespace) -> int:
                 lifespan="on",
             )
         )
-        asyncio.run(server.serve())
+        # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal;
+        # turning both into KeyboardInterrupt lets the broker be stopped below.
+        signal.signal(signal.SIGTERM, _interrupt)
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(server.serve())
     finally:
         broker.stop()
         print("hub: stopped", flush=True)

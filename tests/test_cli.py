@@ -1,0 +1,144 @@
+"""The `hub` command as a person runs it: `up` brings the whole system up on the
+embedded defaults and Ctrl-C stops all of it; `token` prints one JWT; `seed` seeds."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import jwt
+import pytest
+
+from tests.support.mqtt import Probe
+from tests.support.stack import ROOT, free_port
+
+HUB = [sys.executable, "-m", "api.cli"]
+
+
+def _env(data: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
+    return {**env, "HUB_DATA_DIR": str(data), **extra}
+
+
+def test_token_prints_one_jwt_and_nothing_else(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [
+            *HUB,
+            "token",
+            "--tenant",
+            "acme",
+            "--user",
+            "u-1",
+            "--role",
+            "front_desk",
+            "--role",
+            "billing",
+        ],
+        env=_env(tmp_path),
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+    )
+    lines = out.stdout.splitlines()
+    assert len(lines) == 1
+    secret = (tmp_path / "secrets" / "jwt-secret").read_text().strip()
+    claims = jwt.decode(lines[0], secret, algorithms=["HS256"])
+    assert claims["tenant"] == "acme"
+    assert claims["sub"] == "u-1"
+    assert claims["roles"] == ["front_desk", "billing"]
+    assert stat.S_IMODE((tmp_path / "secrets" / "jwt-secret").stat().st_mode) == 0o600
+
+
+def test_token_refuses_an_unknown_role(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [*HUB, "token", "--tenant", "acme", "--user", "u-1", "--role", "root"],
+        env=_env(tmp_path),
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert out.returncode == 2
+    assert out.stdout == ""
+    assert "root" in out.stderr
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_up_runs_everything_and_ctrl_c_stops_it(tmp_path: Path) -> None:
+    ports = {"HUB_HTTP_PORT": free_port(), "HUB_MQTT_PORT": free_port(), "HUB_WS_PORT": free_port()}
+    env = _env(tmp_path / "var", **{k: str(v) for k, v in ports.items()})
+    seeded = subprocess.run(
+        [*HUB, "seed", "--tenant", "demo"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+    )
+    assert "8 appointments" in seeded.stdout
+    log = (tmp_path / "up.log").open("wb")
+    proc = subprocess.Popen([*HUB, "up"], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+    base = f"http://127.0.0.1:{ports['HUB_HTTP_PORT']}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None, (tmp_path / "up.log").read_text()
+            try:
+                if httpx.get(base + "/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, (tmp_path / "up.log").read_text()
+            time.sleep(0.2)
+        for name in ("dynsec-admin", "hub-service", "jwt-secret"):
+            assert stat.S_IMODE((tmp_path / "var" / "secrets" / name).stat().st_mode) == 0o600
+        assert (tmp_path / "var" / "broker" / "dynamic-security.json").exists()
+        # The development sign-in, the schedule, and a live WebSocket subscription.
+        token = httpx.post(
+            base + "/dev/token",
+            json={"tenant": "demo", "user": "fd-garcia", "roles": ["front_desk"]},
+        ).json()["token"]
+        auth = {"Authorization": f"Bearer {token}"}
+        board = httpx.get(base + "/appointments", headers=auth).json()
+        assert len(board) == 8
+        creds = httpx.post(base + "/realtime/credentials", headers=auth).json()
+        probe = Probe(
+            client_id=creds["clientId"],
+            username=creds["username"],
+            password=creds["password"],
+            port=ports["HUB_WS_PORT"],
+            transport="websockets",
+        )
+        assert not probe.connect().is_failure
+        probe.subscribe("tenants/demo/patients/+/appointment/+/+")
+        r = httpx.post(
+            base + f"/appointments/{board[0]['id']}/status",
+            headers=auth,
+            json={"status": "checked_in"},
+        )
+        assert r.status_code == 200
+        assert probe.wait_event("appointment:checkedin", board[0]["id"]).json()["tenant"] == "demo"
+        probe.close()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            code = proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            pytest.fail("hub up did not stop on Ctrl-C")
+        log.close()
+    assert code == 0
+    assert not _port_open(ports["HUB_MQTT_PORT"])
+    assert not _port_open(ports["HUB_HTTP_PORT"])
