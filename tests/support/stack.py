@@ -179,7 +179,11 @@ class Stack:
         tmp.mkdir(parents=True, exist_ok=True)
         broker = Broker(tmp / "data")
         broker.start()
-        db = Database(backend, tmp)
+        try:
+            db = Database(backend, tmp)
+        except BaseException:
+            broker.stop()
+            raise
         jwt_secret = secrets.token_urlsafe(32)
         env = {
             "HUB_ENV": "development",
@@ -192,7 +196,12 @@ class Stack:
             **extra_env,
         }
         api = Api(env=env, log_file=tmp / "api.log")
-        api.start()
+        try:
+            api.start()
+        except BaseException:
+            broker.stop()
+            db.drop()
+            raise
         return cls(backend, broker, db, api, jwt_secret, tmp)
 
     def close(self) -> None:
