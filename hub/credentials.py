@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Self, TypeVar
@@ -137,10 +137,24 @@ class CredentialIssuer:
 
         return await anyio.to_thread.run_sync(run)
 
-    async def issue(self, *, tenant: str, user_id: str, not_after: datetime) -> IssuedCredentials:
-        """New credentials for one browser session of ``user_id``."""
+    async def issue(
+        self,
+        *,
+        tenant: str,
+        user_id: str,
+        not_after: datetime,
+        roles: Sequence[Role] | None = None,
+        ttl: timedelta | None = None,
+    ) -> IssuedCredentials:
+        """New credentials for one session of ``user_id``.
+
+        By default a browser session: the tenant's read role and the user's own role.
+        Devices and partners (kiosks, labs) pass their own ``roles`` (their topic
+        filters) and a longer ``ttl``; everything else (binding to the client id,
+        bounding, reaping, revocation) is the same.
+        """
         now = self._clock()
-        expires_at = min(now + self._ttl, not_after)
+        expires_at = min(now + (ttl or self._ttl), not_after)
         if expires_at <= now:
             raise ValueError("the token expires too soon to issue credentials")
         client_id = f"{tenant}.{user_id}.{secrets.token_hex(4)}"
@@ -176,16 +190,22 @@ class CredentialIssuer:
 
         # The row is committed first: whatever fails later, the reaper will find it.
         evicted = await self._db(record)
-        troles = tenant_role(tenant)
-        uroles = user_role(tenant, user_id)
+        grants = (
+            list(roles)
+            if roles is not None
+            else [
+                tenant_role(tenant),
+                user_role(tenant, user_id),
+            ]
+        )
         try:
-            await self._admin.ensure_role(troles)
-            await self._admin.ensure_role(uroles)
+            for role in grants:
+                await self._admin.ensure_role(role)
             await self._admin.create_client(
                 username=username,
                 password=password,
                 client_id=client_id,
-                roles=[troles.name, uroles.name],
+                roles=[r.name for r in grants],
             )
         except Exception:
             await self._db(lambda s: self._mark(s, client_id, revoked=True))

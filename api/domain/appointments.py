@@ -72,10 +72,9 @@ def _check_times(start: datetime, end: datetime) -> None:
 def _get(
     session: Session, model: Any, tenant: str, id_: str, what: str, *, lock: bool = False
 ) -> Any:
-    query: Any = select(model).where(model.tenant == tenant, model.id == id_)
-    if lock:
-        query = query.with_for_update()
-    row = session.scalar(query)
+    """One row of this tenant by id, or 404. ``Session.get`` serves repeats (the
+    same provider on every row of a schedule) from the identity map."""
+    row = session.get(model, (tenant, id_), with_for_update=lock or None)
     if row is None:
         raise NotFound(f"{what} {id_} not found")
     return row

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import anyio.to_thread
 from fastapi import APIRouter, Body, Response
 
 from api.deps import CurrentUser, DbSession, RuntimeDep
@@ -47,7 +48,7 @@ async def issue_credentials(
         websocket_url=runtime.settings.websocket_url,
         mqtt_url=runtime.settings.mqtt_url,
         topic_prefix=tenant_prefix(user.tenant),
-        latest_seq=latest_seq(db, user.tenant),
+        latest_seq=await anyio.to_thread.run_sync(latest_seq, db, user.tenant),
     )
 
 
