@@ -67,7 +67,12 @@ def _cmd_up(args: argparse.Namespace) -> int:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     layout = BrokerLayout(settings.data_dir)
     prepare_broker_state(layout)
-    config = render_config(layout, mqtt_port=settings.mqtt_port, ws_port=settings.ws_port)
+    config = render_config(
+        layout,
+        mqtt_port=settings.mqtt_port,
+        ws_port=settings.ws_port,
+        plugin=settings.mosquitto_plugin,
+    )
     broker = MosquittoProcess(
         config,
         mqtt_port=settings.mqtt_port,

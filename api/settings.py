@@ -6,7 +6,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from hub.secretfiles import load_or_create_secret
@@ -51,6 +51,28 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=65536, ge=1024)
     clinic_timezone: str = "UTC"
     web_dist_dir: Path | None = None
+    mosquitto_plugin: str | None = None  # the dynsec plugin; found in Debian's paths if unset
+
+    @field_validator(
+        "database_url",
+        "public_ws_url",
+        "public_mqtt_url",
+        "jwt_secret",
+        "jwt_public_key",
+        "jwt_public_key_file",
+        "jwt_jwks_url",
+        "jwt_issuer",
+        "jwt_audience",
+        "broker_admin_password",
+        "broker_service_password",
+        "web_dist_dir",
+        "mosquitto_plugin",
+        mode="before",
+    )
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # `HUB_JWT_ISSUER=` in a shell or compose file means "not set", not "must be ''".
+        return None if isinstance(value, str) and not value.strip() else value
 
     @model_validator(mode="after")
     def _production_needs_real_secrets(self) -> Settings:

@@ -7,10 +7,10 @@ The payload models are what the api validates before it writes an event, and wha
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime
-from typing import Any, Literal
+from datetime import UTC, date
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationError
+from pydantic import AfterValidator, AwareDatetime, Field, ValidationError
 
 from hub.errors import EventValidationError, UnknownEventTypeError
 from hub.models import CamelModel
@@ -27,7 +27,11 @@ ClaimStatus = Literal[
 ]
 PriorAuthStatus = Literal["requested", "pending", "approved", "denied", "cancelled"]
 
-_ID = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]*$"
+_ID = Field(min_length=1, max_length=64, pattern=_ID_PATTERN)
+OptionalId = Annotated[str, Field(min_length=1, max_length=64, pattern=_ID_PATTERN)] | None
+# Aware datetimes only, published in UTC ("...Z") whatever offset they came with.
+UtcDatetime = Annotated[AwareDatetime, AfterValidator(lambda d: d.astimezone(UTC))]
 
 
 class AppointmentData(CamelModel):
@@ -38,13 +42,13 @@ class AppointmentData(CamelModel):
     provider_name: str = Field(min_length=1, max_length=200)
     location_id: str = _ID
     location_name: str | None = Field(default=None, max_length=200)
-    scheduled_start: datetime
-    scheduled_end: datetime
+    scheduled_start: UtcDatetime
+    scheduled_end: UtcDatetime
     status: AppointmentStatus
     reason: str | None = Field(default=None, max_length=500)
     previous_status: AppointmentStatus | None = None
-    previous_scheduled_start: datetime | None = None
-    previous_scheduled_end: datetime | None = None
+    previous_scheduled_start: UtcDatetime | None = None
+    previous_scheduled_end: UtcDatetime | None = None
     cancel_reason: str | None = Field(default=None, max_length=500)
 
 
@@ -61,7 +65,7 @@ class InsuranceVerifiedData(CamelModel):
     payer_id: str = _ID
     member_id: str = Field(min_length=1, max_length=64)
     eligible: bool = True
-    verified_at: datetime
+    verified_at: UtcDatetime
 
 
 class BalanceChangedData(CamelModel):
@@ -75,33 +79,33 @@ class EncounterData(CamelModel):
     id: str = _ID
     patient_id: str = _ID
     provider_id: str = _ID
-    appointment_id: str | None = None
+    appointment_id: OptionalId = None
     status: EncounterStatus
     chief_complaint: str | None = Field(default=None, max_length=1000)
-    completed_at: datetime | None = None
-    signed_at: datetime | None = None
-    signed_by: str | None = None
+    completed_at: UtcDatetime | None = None
+    signed_at: UtcDatetime | None = None
+    signed_by: OptionalId = None
 
 
 class BiopsyData(CamelModel):
     id: str = _ID
     patient_id: str = _ID
     ordering_provider_id: str = _ID
-    encounter_id: str | None = None
+    encounter_id: OptionalId = None
     site: str = Field(min_length=1, max_length=200)
     status: BiopsyStatus
     diagnosis: str | None = Field(default=None, max_length=1000)
     concerning: bool | None = None
     critical: bool = False
-    reviewed_at: datetime | None = None
-    reviewed_by: str | None = None
+    reviewed_at: UtcDatetime | None = None
+    reviewed_by: OptionalId = None
 
 
 class ClaimData(CamelModel):
     id: str = _ID
     patient_id: str = _ID
     payer_id: str = _ID
-    encounter_id: str | None = None
+    encounter_id: OptionalId = None
     amount_cents: int = Field(ge=0)
     status: ClaimStatus
     previous_status: ClaimStatus | None = None
@@ -114,7 +118,7 @@ class PaymentData(CamelModel):
     patient_id: str = _ID
     amount_cents: int = Field(gt=0)
     method: str = Field(min_length=1, max_length=32)
-    claim_id: str | None = None
+    claim_id: OptionalId = None
     balance_cents: int
 
 
@@ -126,7 +130,7 @@ class PriorAuthData(CamelModel):
     status: PriorAuthStatus
     previous_status: PriorAuthStatus | None = None
     reason: str | None = Field(default=None, max_length=500)
-    requested_by: str | None = None
+    requested_by: OptionalId = None
 
 
 Severity = Literal["info", "alert", "critical"]

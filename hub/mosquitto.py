@@ -64,8 +64,7 @@ class BrokerLayout:
         )
 
 
-def find_dynsec_plugin() -> str:
-    explicit = os.environ.get("HUB_MOSQUITTO_PLUGIN")
+def find_dynsec_plugin(explicit: str | None = None) -> str:
     if explicit:
         return explicit
     for candidate in _PLUGIN_CANDIDATES:
@@ -111,6 +110,7 @@ def render_config(
     ws_port: int,
     bind_host: str = "127.0.0.1",
     config_dir: Path | None = None,
+    plugin: str | None = None,
 ) -> Path:
     """Write the local broker configuration and return its path."""
     config_dir = config_dir or default_broker_config_dir()
@@ -123,7 +123,7 @@ def render_config(
         f"include_dir {config_dir / 'conf.d'}",
         # Run as the invoking user so the state folder needs no chown.
         f"user {getpass.getuser()}",
-        f"plugin {find_dynsec_plugin()}",
+        f"plugin {find_dynsec_plugin(plugin)}",
         f"plugin_opt_config_file {layout.dynsec_file}",
         f"persistence_location {layout.state_dir}/",
         "log_dest stderr",
@@ -164,6 +164,10 @@ class MosquittoProcess:
     def start(self, timeout: float = 10.0) -> None:
         if self.process is not None and self.process.poll() is None:
             raise RuntimeError("mosquitto is already running")
+        for port in (self.mqtt_port, self.ws_port):
+            # Otherwise another broker on the port would pass for ours.
+            if _port_open("127.0.0.1", port):
+                raise RuntimeError(f"port {port} is already in use")
         out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL  # noqa: SIM115
         try:
             self.process = subprocess.Popen(

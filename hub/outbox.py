@@ -34,6 +34,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 from hub.catalog import get_event_type
 from hub.db import Base, UTCDateTime, utcnow
 from hub.envelope import build_envelope, dumps
+from hub.errors import EventValidationError
 from hub.topics import event_topic, snapshot_topic, validate_id, validate_tenant
 
 _BigId = BigInteger().with_variant(Integer(), "sqlite")
@@ -152,6 +153,22 @@ def _next_seq(session: Session, tenant: str) -> int:
     return seq
 
 
+def _check_identity(
+    event_type: str, entity: str, payload: dict[str, Any], patient_id: str, entity_id: str
+) -> None:
+    """The payload must describe the entity its topic names: data about one patient
+    must never travel on another patient's topic."""
+    errors = []
+    if payload.get("patientId", patient_id) != patient_id:
+        errors.append({"loc": ["patientId"], "msg": "does not match the event's patientId"})
+    if entity == "patient" and entity_id != patient_id:
+        errors.append({"loc": ["entityId"], "msg": "a patient event's entityId is the patient id"})
+    if payload.get("id", entity_id) != entity_id:
+        errors.append({"loc": ["id"], "msg": "does not match the event's entityId"})
+    if errors:
+        raise EventValidationError(event_type, [{**e, "type": "mismatch"} for e in errors])
+
+
 def emit(
     session: Session,
     *,
@@ -173,6 +190,7 @@ def emit(
     validate_id(entity_id, "entity id")
     if not actor or len(actor) > 128:
         raise ValueError("actor must be 1-128 characters")
+    _check_identity(event_type, etype.entity, payload, patient_id, entity_id)
     topic = event_topic(tenant, patient_id, etype.entity, entity_id, etype.action)
     seq = _next_seq(session, tenant)
     event_id = str(uuid.uuid4())

@@ -126,16 +126,20 @@ class Relay:
     async def _run(self) -> None:
         delay = 0.1
         while True:
+            error: str
             try:
                 await self._connected_loop()
+                continue  # not reached: the loop only ends by an exception
             except (aiomqtt.MqttError, BrokerUnavailableError) as exc:
-                self._last_error = str(exc)
-                log.warning("relay: broker unavailable (%s); retrying in %.1fs", exc, delay)
+                error = str(exc)
             except Exception as exc:  # the database is away, or a bug: never stop relaying
-                self._last_error = repr(exc)
-                log.exception("relay: unexpected error; retrying in %.1fs", delay)
-            finally:
-                self._connected = False
+                log.exception("relay: unexpected error")
+                error = repr(exc)
+            if self._connected:  # a new outage: back off from the start again
+                delay = 0.1
+            self._connected = False
+            self._last_error = error
+            log.warning("relay: %s; retrying in about %.1fs", error, delay)
             await asyncio.sleep(delay * (0.5 + random.random()))
             delay = min(delay * 2, self._max_backoff)
 
@@ -151,6 +155,8 @@ class Relay:
             keepalive=15,
             timeout=10,
         )
+        # A whole batch is in flight at once on purpose; don't warn about it.
+        client.pending_calls_threshold = 2 * self._batch_size + 100
         async with client:
             self._watch_pubacks(client)
             self._connected = True

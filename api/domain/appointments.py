@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -62,11 +62,13 @@ class Clinic:
         return Snapshot.clear() if was_live else None
 
 
-def _check_times(start: datetime, end: datetime) -> None:
+def _utc_times(start: datetime, end: datetime) -> tuple[datetime, datetime]:
+    """Validated, and in UTC as the database and the events carry them."""
     if end <= start:
         raise Invalid("scheduledEnd must be after scheduledStart")
     if end - start > MAX_DURATION:
         raise Invalid("an appointment lasts at most 12 hours")
+    return start.astimezone(UTC), end.astimezone(UTC)
 
 
 def _get(
@@ -146,7 +148,7 @@ def create(
     end: datetime,
     reason: str | None,
 ) -> tuple[Appointment, AppointmentData]:
-    _check_times(start, end)
+    start, end = _utc_times(start, end)
     _get(session, Patient, tenant, patient_id, "patient")
     provider: Staff = _get(session, Staff, tenant, provider_id, "provider")
     if not provider.is_provider or not provider.active:
@@ -184,7 +186,7 @@ def reschedule(
     start: datetime,
     end: datetime,
 ) -> tuple[Appointment, AppointmentData]:
-    _check_times(start, end)
+    start, end = _utc_times(start, end)
     appt = get_appointment(session, tenant, appt_id, lock=True)
     if appt.status not in RESCHEDULABLE:
         raise Conflict(f"a {appt.status} appointment cannot be rescheduled")

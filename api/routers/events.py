@@ -45,11 +45,13 @@ def get_events(
         types=type_list,
         patient_id=patient_id,
     )
-    if page.oldest_seq is not None and after < page.oldest_seq - 1:
+    # Events after `after` existed but are gone: pruned past retention (possibly all).
+    oldest_kept = page.oldest_seq if page.oldest_seq is not None else page.latest_seq + 1
+    if after < min(oldest_kept - 1, page.latest_seq):
         raise Gone(
-            f"events after seq {after} are no longer kept (oldest kept: {page.oldest_seq}); "
+            f"events after seq {after} are no longer kept (oldest kept: {oldest_kept}); "
             "refetch the view and resume from latestSeq",
-            details=[{"oldestSeq": page.oldest_seq, "latestSeq": page.latest_seq}],
+            details=[{"oldestSeq": oldest_kept, "latestSeq": page.latest_seq}],
         )
     return EventPage(events=page.events, latest_seq=page.latest_seq)
 

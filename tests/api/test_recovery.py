@@ -7,6 +7,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
+import sqlalchemy as sa
 
 from tests.support.clinic import Clinic
 from tests.support.mqtt import Probe, Received
@@ -192,3 +193,34 @@ def test_concurrent_writers_get_gapless_strictly_increasing_seqs(
         assert last
     finally:
         probe.close()
+
+
+def test_replay_beyond_retention_is_gone(stack: Stack, clinic: Clinic) -> None:
+    """When events after the client's seq were pruned, replay says so (410) instead
+    of answering an incomplete page; the client refetches its view."""
+    for _ in range(3):
+        clinic.book()
+    latest = clinic.latest_seq()
+    engine = sa.create_engine(stack.db.url)
+    try:
+        with engine.begin() as conn:  # what pruning past retention does to the oldest
+            conn.execute(
+                sa.text("DELETE FROM events WHERE tenant = :t AND seq <= :s"),
+                {"t": clinic.tenant, "s": latest - 1},
+            )
+        http = stack.http(clinic.front_desk)
+        gone = http.get("/events", params={"after": 0})
+        assert gone.status_code == 410
+        assert gone.json()["error"] == "gone"
+        assert (
+            http.get("/events", params={"after": latest - 1}).json()["events"][0]["seq"] == latest
+        )
+        with engine.begin() as conn:
+            conn.execute(sa.text("DELETE FROM events WHERE tenant = :t"), {"t": clinic.tenant})
+        assert http.get("/events", params={"after": latest - 1}).status_code == 410
+        assert http.get("/events", params={"after": latest}).json() == {
+            "events": [],
+            "latestSeq": latest,
+        }
+    finally:
+        engine.dispose()

@@ -45,7 +45,7 @@ def _emit(session: Session, tenant: str = "acme", entity: str = "pay-1") -> int:
         actor="u-1",
         patient_id="p-1",
         entity_id=entity,
-        data=PAYMENT,
+        data={**PAYMENT, "id": entity},
     ).seq
 
 
@@ -118,3 +118,51 @@ def test_concurrent_writers_with_rollbacks_leave_no_gaps(sessions: sessionmaker[
         rows = fetch_unpublished(s, 1000)
         assert [r.seq for r in rows] == sorted(committed)  # pk order is seq order
         assert latest_seq(s, "acme") == len(committed)
+
+
+@pytest.mark.parametrize(
+    ("patient_id", "entity_id", "data", "field"),
+    [
+        ("p-2", "pay-1", PAYMENT, "patientId"),  # data about p-1 on p-2's topic
+        ("p-1", "pay-2", PAYMENT, "id"),
+    ],
+)
+def test_payload_must_describe_the_entity_its_topic_names(
+    sessions: sessionmaker[Session], patient_id: str, entity_id: str, data: dict, field: str
+) -> None:
+    with sessions() as s, pytest.raises(EventValidationError) as info:
+        emit(
+            s,
+            tenant="acme",
+            event_type="payment:received",
+            actor="u-1",
+            patient_id=patient_id,
+            entity_id=entity_id,
+            data=data,
+        )
+    assert info.value.errors[0]["loc"] == [field]
+
+
+def test_patient_events_use_the_patient_id_as_entity_id(sessions: sessionmaker[Session]) -> None:
+    data = {"patientId": "p-1", "balanceCents": 0, "previousBalanceCents": 500, "reason": "payment"}
+    with sessions() as s:
+        with pytest.raises(EventValidationError):
+            emit(
+                s,
+                tenant="acme",
+                event_type="patient:balance_changed",
+                actor="u-1",
+                patient_id="p-1",
+                entity_id="pay-1",
+                data=data,
+            )
+        ok = emit(
+            s,
+            tenant="acme",
+            event_type="patient:balance_changed",
+            actor="u-1",
+            patient_id="p-1",
+            entity_id="p-1",
+            data=data,
+        )
+        assert ok.topic == "tenants/acme/patients/p-1/patient/p-1/balance_changed"
