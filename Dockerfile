@@ -1,0 +1,20 @@
+# The api (with its relay, credential reaper and pruning). Used by compose.yaml for the
+# `api` and the one-shot `migrate` services.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+COPY pyproject.toml constraints.txt /tmp/src/
+COPY hub /tmp/src/hub
+COPY api /tmp/src/api
+RUN pip install -c /tmp/src/constraints.txt /tmp/src \
+ && rm -rf /tmp/src \
+ && useradd --system --no-create-home --shell /usr/sbin/nologin hub
+
+USER hub
+WORKDIR /srv
+EXPOSE 8000
+CMD ["uvicorn", "api.app:create_app", "--factory", "--host", "0.0.0.0", "--port", "8000"]
