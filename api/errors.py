@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -70,6 +71,38 @@ def _clean(errors: Any) -> list[dict[str, Any]]:
     return out
 
 
+def _malformed() -> JSONResponse:
+    return error_response(422, "malformed_json", "the request body is not valid JSON")
+
+
+async def _unauthorized(request: Request) -> JSONResponse | None:
+    """FastAPI parses a JSON body before it resolves the route's dependencies, so a
+    malformed body would answer 422 to a caller without a valid token. Answer 401."""
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    if dependant is None or not _needs_token(dependant):
+        return None
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        return error_response(
+            401, "unauthorized", "missing bearer token", headers={"WWW-Authenticate": "Bearer"}
+        )
+    try:
+        await run_in_threadpool(request.app.state.runtime.verifier.verify, token)
+    except TokenError as exc:
+        return error_response(401, "unauthorized", str(exc), headers={"WWW-Authenticate": "Bearer"})
+    return None
+
+
+def _needs_token(dependant: Any) -> bool:
+    from api.deps import get_principal  # deps imports this module
+
+    return any(
+        d.call is get_principal or _needs_token(d) for d in getattr(dependant, "dependencies", [])
+    )
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
@@ -91,14 +124,17 @@ def install_error_handlers(app: FastAPI) -> None:
         )
 
     @app.exception_handler(RequestValidationError)
-    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = exc.errors()
         if any(e.get("type") == "json_invalid" for e in errors):
-            return error_response(422, "malformed_json", "the request body is not valid JSON")
+            return await _unauthorized(request) or _malformed()
         return error_response(422, "invalid_request", "the request is invalid", _clean(errors))
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400 and isinstance(exc.__cause__, ValueError):
+            # FastAPI's "error parsing the body", e.g. a body that is not UTF-8.
+            return await _unauthorized(request) or _malformed()
         codes = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}
         return error_response(exc.status_code, codes.get(exc.status_code, "error"), str(exc.detail))
 

@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from hub.catalog import AppointmentStatus
+
+
+def _iso_string(value: object) -> object:
+    # Otherwise a number is read as Unix seconds: 20261126 would be a day in 1970.
+    if not isinstance(value, str):
+        raise ValueError("must be an ISO 8601 date-time string with a time zone")
+    return value
+
+
+IsoDatetime = Annotated[AwareDatetime, BeforeValidator(_iso_string)]
 
 Id = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 
@@ -87,14 +97,14 @@ class AppointmentCreate(Body):
     patient_id: str = Id
     provider_id: str = Id
     location_id: str = Id
-    scheduled_start: AwareDatetime
-    scheduled_end: AwareDatetime
+    scheduled_start: IsoDatetime
+    scheduled_end: IsoDatetime
     reason: str | None = Field(default=None, max_length=500)
 
 
 class Reschedule(Body):
-    scheduled_start: AwareDatetime
-    scheduled_end: AwareDatetime
+    scheduled_start: IsoDatetime
+    scheduled_end: IsoDatetime
 
 
 class StatusChange(Body):

@@ -65,9 +65,11 @@ class Clinic:
 def _utc_times(start: datetime, end: datetime) -> tuple[datetime, datetime]:
     """Validated, and in UTC as the database and the events carry them."""
     if end <= start:
-        raise Invalid("scheduledEnd must be after scheduledStart")
+        msg = "scheduledEnd must be after scheduledStart"
+        raise Invalid(msg, details=[{"field": "scheduledEnd", "message": msg}])
     if end - start > MAX_DURATION:
-        raise Invalid("an appointment lasts at most 12 hours")
+        msg = "an appointment lasts at most 12 hours"
+        raise Invalid(msg, details=[{"field": "scheduledEnd", "message": msg}])
     return start.astimezone(UTC), end.astimezone(UTC)
 
 
