@@ -15,19 +15,19 @@ issued client is bound to its client id, so no login can take over another sessi
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import random
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, Self
+from typing import Any, Literal, Protocol
 
 import aiomqtt
 
 from hub.errors import BrokerUnavailableError, DynsecError
 from hub.mqtt import publish_properties
+from hub.service import BackgroundService
 
 log = logging.getLogger("hub.broker_admin")
 
@@ -82,8 +82,10 @@ class BrokerAdmin(Protocol):
     async def list_clients(self) -> list[str]: ...
 
 
-class DynsecAdmin:
+class DynsecAdmin(BackgroundService):
     """Mosquitto Dynamic Security administration over one supervised connection."""
+
+    _task_name = "hub-dynsec-admin"
 
     def __init__(
         self,
@@ -94,6 +96,7 @@ class DynsecAdmin:
         password: str,
         timeout: float = 5.0,
     ) -> None:
+        super().__init__()
         self._host = host
         self._port = port
         self._username = username
@@ -102,25 +105,13 @@ class DynsecAdmin:
         self._pending: dict[str, asyncio.Future[list[dict[str, Any]]]] = {}
         self._client: aiomqtt.Client | None = None
         self._connected = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
         self._known_roles: set[str] = set()
 
     @property
     def connected(self) -> bool:
         return self._connected.is_set()
 
-    async def __aenter__(self) -> Self:
-        if self._task is not None:
-            raise RuntimeError("DynsecAdmin is already running")
-        self._task = asyncio.create_task(self._supervise(), name="hub-dynsec-admin")
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+    def _stopped(self) -> None:
         self._fail_pending(BrokerUnavailableError("broker admin stopped"))
 
     async def wait_connected(self, timeout: float) -> None:
@@ -129,7 +120,7 @@ class DynsecAdmin:
         except TimeoutError:
             raise BrokerUnavailableError("broker admin is not connected") from None
 
-    async def _supervise(self) -> None:
+    async def _run(self) -> None:
         delay = 0.2
         while True:
             client = aiomqtt.Client(

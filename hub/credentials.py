@@ -19,7 +19,7 @@ import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Self, TypeVar
+from typing import TypeVar
 
 import anyio.to_thread
 from sqlalchemy import Index, String, select, update
@@ -28,6 +28,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 from hub.broker_admin import Acl, BrokerAdmin, Role
 from hub.db import Base, UTCDateTime, utcnow
 from hub.errors import HubError
+from hub.service import BackgroundService
 from hub.topics import meta_filter, patients_filter, user_filter, validate_tenant
 
 log = logging.getLogger("hub.credentials")
@@ -91,12 +92,14 @@ class SessionNotFoundError(HubError):
         self.client_id = client_id
 
 
-class CredentialIssuer:
+class CredentialIssuer(BackgroundService):
     """Issues, renews, revokes and reaps per-session broker credentials.
 
     As an async context manager it runs the reaper: expired or revoked sessions are
     deleted from the broker (which disconnects them) without anyone asking.
     """
+
+    _task_name = "hub-credential-reaper"
 
     def __init__(
         self,
@@ -108,6 +111,7 @@ class CredentialIssuer:
         reap_interval: float = 30.0,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
+        super().__init__()
         self._admin = admin
         self._sessions = sessions
         self._ttl = ttl
@@ -115,20 +119,6 @@ class CredentialIssuer:
         self._reap_interval = reap_interval
         self._clock = clock
         self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-
-    async def __aenter__(self) -> Self:
-        if self._task is not None:
-            raise RuntimeError("CredentialIssuer is already running")
-        self._task = asyncio.create_task(self._reaper(), name="hub-credential-reaper")
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
 
     async def _db(self, fn: Callable[[Session], T]) -> T:
         def run() -> T:
@@ -344,7 +334,7 @@ class CredentialIssuer:
 
         return await self._db(first)
 
-    async def _reaper(self) -> None:
+    async def _run(self) -> None:
         reconciled = False
         while True:
             try:

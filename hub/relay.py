@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Self
+from typing import Any
 
 import aiomqtt
 import anyio.to_thread
@@ -37,6 +37,7 @@ from hub.outbox import (
     mark_published,
     remove_commit_listener,
 )
+from hub.service import BackgroundService
 from hub.topics import meta_seq_topic
 
 log = logging.getLogger("hub.relay")
@@ -62,8 +63,10 @@ class RelayStatus:
     last_error: str | None
 
 
-class Relay:
+class Relay(BackgroundService):
     """Publishes the outbox. Use as an async context manager; it owns its task."""
+
+    _task_name = "hub-outbox-relay"
 
     def __init__(
         self,
@@ -77,6 +80,7 @@ class Relay:
         poll_interval: float = 1.0,
         max_backoff: float = 5.0,
     ) -> None:
+        super().__init__()
         self._sessions = sessions
         self._host = host
         self._port = port
@@ -87,7 +91,6 @@ class Relay:
         self._max_backoff = max_backoff
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._task: asyncio.Task[None] | None = None
         self._connected = False
         self._published_total = 0
         self._last_published_at: datetime | None = None
@@ -106,21 +109,12 @@ class Relay:
         if loop is not None and not loop.is_closed():
             loop.call_soon_threadsafe(self._wake.set)
 
-    async def __aenter__(self) -> Self:
-        if self._task is not None:
-            raise RuntimeError("Relay is already running")
+    def _starting(self) -> None:
         self._loop = asyncio.get_running_loop()
         add_commit_listener(self.wake)
-        self._task = asyncio.create_task(self._run(), name="hub-outbox-relay")
-        return self
 
-    async def __aexit__(self, *exc_info: object) -> None:
+    def _stopped(self) -> None:
         remove_commit_listener(self.wake)
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
         self._loop = None
 
     async def _run(self) -> None:

@@ -1,0 +1,42 @@
+"""The shape of every long-running part of the hub (relay, broker admin, credential
+reaper): an async context manager that owns one named background task."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Self
+
+
+class BackgroundService:
+    """Starts ``_run`` as a named task on enter; cancels and awaits it on exit.
+    Not re-entrant. Subclasses may hook ``_starting`` and ``_stopped``."""
+
+    _task_name = "hub-service"
+
+    def __init__(self) -> None:
+        self._task: asyncio.Task[None] | None = None
+
+    async def _run(self) -> None:
+        raise NotImplementedError
+
+    def _starting(self) -> None:
+        """Called on enter, in the event loop, before the task starts."""
+
+    def _stopped(self) -> None:
+        """Called on exit, after the task has ended."""
+
+    async def __aenter__(self) -> Self:
+        if self._task is not None:
+            raise RuntimeError(f"{type(self).__name__} is already running")
+        self._starting()
+        self._task = asyncio.create_task(self._run(), name=self._task_name)
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._stopped()
