@@ -27,7 +27,7 @@ import aiomqtt
 
 from hub.errors import BrokerUnavailableError, DynsecError
 from hub.mqtt import publish_properties
-from hub.service import BackgroundService
+from hub.service import BackgroundService, wait_event
 
 log = logging.getLogger("hub.broker_admin")
 
@@ -69,7 +69,9 @@ class Role:
 class BrokerAdmin(Protocol):
     """What the hub needs from a broker's access control."""
 
-    async def ensure_role(self, role: Role) -> None: ...
+    async def ensure_role(self, role: Role, *, refresh: bool = False) -> None: ...
+
+    async def delete_role(self, name: str) -> None: ...
 
     async def create_client(
         self, *, username: str, password: str, client_id: str, roles: Sequence[str]
@@ -115,10 +117,8 @@ class DynsecAdmin(BackgroundService):
         self._fail_pending(BrokerUnavailableError("broker admin stopped"))
 
     async def wait_connected(self, timeout: float) -> None:
-        try:
-            await asyncio.wait_for(self._connected.wait(), timeout)
-        except TimeoutError:
-            raise BrokerUnavailableError("broker admin is not connected") from None
+        if not await wait_event(self._connected, timeout):
+            raise BrokerUnavailableError("broker admin is not connected")
 
     async def _run(self) -> None:
         delay = 0.2
@@ -223,9 +223,10 @@ class DynsecAdmin(BackgroundService):
             ]
         )
 
-    async def ensure_role(self, role: Role) -> None:
-        """Create ``role`` with its ACLs, or bring an existing role's ACLs in line."""
-        if role.name in self._known_roles:
+    async def ensure_role(self, role: Role, *, refresh: bool = False) -> None:
+        """Create ``role`` with its ACLs, or bring an existing role's ACLs in line.
+        Known roles are remembered; ``refresh`` asks the broker again."""
+        if role.name in self._known_roles and not refresh:
             return
         (reply,) = await self.execute(
             [

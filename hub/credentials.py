@@ -13,7 +13,6 @@ a reaper deletes expired ones, which also disconnects their live sessions.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import secrets
 from collections.abc import Callable, Sequence
@@ -22,13 +21,13 @@ from datetime import datetime, timedelta
 from typing import TypeVar
 
 import anyio.to_thread
-from sqlalchemy import Index, String, select, update
+from sqlalchemy import Index, String, func, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
 from hub.broker_admin import Acl, BrokerAdmin, Role
 from hub.db import Base, UTCDateTime, utcnow
-from hub.errors import HubError
-from hub.service import BackgroundService
+from hub.errors import DynsecError, HubError
+from hub.service import BackgroundService, wait_event
 from hub.topics import meta_filter, patients_filter, user_filter, validate_tenant
 
 log = logging.getLogger("hub.credentials")
@@ -189,6 +188,19 @@ class CredentialIssuer(BackgroundService):
             ]
         )
         try:
+            await self._create_client(username, password, client_id, grants)
+        except Exception:
+            await self._db(lambda s: self._mark(s, client_id, revoked=True))
+            raise
+        for name in evicted:
+            await self._remove(name)
+        self._wake.set()
+        return IssuedCredentials(client_id, username, password, expires_at)
+
+    async def _create_client(
+        self, username: str, password: str, client_id: str, grants: Sequence[Role]
+    ) -> None:
+        try:
             for role in grants:
                 await self._admin.ensure_role(role)
             await self._admin.create_client(
@@ -197,13 +209,19 @@ class CredentialIssuer(BackgroundService):
                 client_id=client_id,
                 roles=[r.name for r in grants],
             )
-        except Exception:
-            await self._db(lambda s: self._mark(s, client_id, revoked=True))
-            raise
-        for name in evicted:
-            await self._remove(name)
-        self._wake.set()
-        return IssuedCredentials(client_id, username, password, expires_at)
+        except DynsecError as exc:
+            if exc.command != "addClientRole":
+                raise
+            # A user role this process believed in was deleted meanwhile (the user's
+            # last session was reaped, perhaps by another api process): make it again.
+            for role in grants:
+                await self._admin.ensure_role(role, refresh=True)
+            await self._admin.create_client(
+                username=username,
+                password=password,
+                client_id=client_id,
+                roles=[r.name for r in grants],
+            )
 
     async def renew(
         self, *, tenant: str, user_id: str, client_id: str, not_after: datetime
@@ -268,16 +286,28 @@ class CredentialIssuer(BackgroundService):
         )
 
     async def _remove(self, username: str) -> None:
+        """Delete the broker client (which disconnects it); when it was its user's last,
+        delete the user's role too, so the dynsec file stays bounded by live users."""
         await self._admin.delete_client(username)
 
-        def done(session: Session) -> None:
-            session.execute(
-                update(BrokerSession)
-                .where(BrokerSession.username == username, BrokerSession.removed_at.is_(None))
-                .values(removed_at=self._clock())
+        def done(session: Session) -> tuple[str, str] | None:
+            row = session.scalar(select(BrokerSession).where(BrokerSession.username == username))
+            if row is None:
+                return None
+            if row.removed_at is None:
+                row.removed_at = self._clock()
+            others = session.scalar(
+                select(func.count()).where(
+                    BrokerSession.tenant == row.tenant,
+                    BrokerSession.user_id == row.user_id,
+                    BrokerSession.removed_at.is_(None),
+                )
             )
+            return (row.tenant, row.user_id) if not others else None
 
-        await self._db(done)
+        last = await self._db(done)
+        if last is not None:
+            await self._admin.delete_role(user_role(*last).name)
 
     async def reap(self) -> int:
         """Delete every expired or revoked session from the broker; return how many."""
@@ -350,5 +380,4 @@ class CredentialIssuer(BackgroundService):
             if nxt is not None:
                 delay = max(0.05, min(delay, (nxt - self._clock()).total_seconds() + 0.05))
             self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), delay)
+            await wait_event(self._wake, delay)

@@ -11,7 +11,6 @@ Delivery is at least once; subscribers de-duplicate by event id.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import random
@@ -37,7 +36,7 @@ from hub.outbox import (
     mark_published,
     remove_commit_listener,
 )
-from hub.service import BackgroundService
+from hub.service import BackgroundService, wait_event
 from hub.topics import meta_seq_topic
 
 log = logging.getLogger("hub.relay")
@@ -167,8 +166,7 @@ class Relay(BackgroundService):
                     self._last_published_at = at
                     if len(rows) == self._batch_size:
                         continue
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self._poll_interval)
+                await wait_event(self._wake, self._poll_interval)
 
     def _watch_pubacks(self, client: aiomqtt.Client) -> None:
         """aiomqtt resolves a publish on any PUBACK; record refusals (reason >= 0x80)

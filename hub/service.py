@@ -4,8 +4,24 @@ reaper): an async context manager that owns one named background task."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import logging
 from typing import Self
+
+log = logging.getLogger("hub.service")
+
+
+async def wait_event(event: asyncio.Event, timeout: float) -> bool:
+    """Wait until ``event`` is set or ``timeout`` passes; True if it was set.
+
+    ``asyncio.wait_for`` on Python 3.11 can swallow a cancellation that arrives as the
+    event is set, which leaves a service's task running after it was stopped.
+    """
+    try:
+        async with asyncio.timeout(timeout):
+            await event.wait()
+    except TimeoutError:
+        return False
+    return True
 
 
 class BackgroundService:
@@ -36,7 +52,10 @@ class BackgroundService:
     async def __aexit__(self, *exc_info: object) -> None:
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            # Cancel until it ends: a task may absorb one cancellation in library code.
+            while not task.done():
+                task.cancel()
+                await asyncio.wait({task}, timeout=1.0)
+            if not task.cancelled() and task.exception() is not None:
+                log.error("%s ended with an error", self._task_name, exc_info=task.exception())
         self._stopped()

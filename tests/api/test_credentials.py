@@ -195,3 +195,58 @@ def test_reaper_keeps_the_broker_client_count_bounded(stack: Stack, clinic: Clin
         assert remaining == set()
     finally:
         admin.close()
+
+
+def _roles(stack: Stack) -> set[str]:
+    admin = stack.broker.admin_probe()
+    assert not admin.connect().is_failure
+    try:
+        admin.subscribe("$CONTROL/dynamic-security/v1/response")
+        (listed,) = _dynsec(admin, {"command": "listRoles"})
+        return set(listed["data"]["roles"])
+    finally:
+        admin.close()
+
+
+def test_a_users_role_leaves_the_broker_with_their_last_session(
+    stack: Stack, clinic: Clinic
+) -> None:
+    user = f"fd-{uuid.uuid4().hex[:6]}"
+    token = stack.token(clinic.tenant, user, "front_desk")
+    role = f"user.{clinic.tenant}.{user}"
+    first, second = stack.credentials(token), stack.credentials(token)
+    http = stack.http(token)
+    assert http.delete(f"/realtime/credentials/{first['clientId']}").status_code == 204
+    assert role in _roles(stack)
+    assert http.delete(f"/realtime/credentials/{second['clientId']}").status_code == 204
+    assert role not in _roles(stack)
+    # Signing in again brings it back, with its rights.
+    probe = stack.connected_probe(token)
+    try:
+        assert not probe.subscribe(f"tenants/{clinic.tenant}/users/{user}/#").is_failure
+    finally:
+        probe.close()
+
+
+def test_issuance_recovers_when_a_role_was_deleted_elsewhere(stack: Stack, clinic: Clinic) -> None:
+    """Another api process may reap a user's last session and delete the role this
+    process still remembers; issuance makes the role again instead of failing."""
+    user = f"fd-{uuid.uuid4().hex[:6]}"
+    token = stack.token(clinic.tenant, user, "front_desk")
+    stack.credentials(token)
+    admin = stack.broker.admin_probe()
+    assert not admin.connect().is_failure
+    try:
+        admin.subscribe("$CONTROL/dynamic-security/v1/response")
+        (deleted,) = _dynsec(
+            admin, {"command": "deleteRole", "rolename": f"user.{clinic.tenant}.{user}"}
+        )
+        assert "error" not in deleted
+    finally:
+        admin.close()
+    probe = stack.connected_probe(token)
+    try:
+        assert not probe.subscribe(f"tenants/{clinic.tenant}/users/{user}/#").is_failure
+        assert not probe.subscribe(f"tenants/{clinic.tenant}/patients/#").is_failure
+    finally:
+        probe.close()

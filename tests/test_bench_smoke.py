@@ -1,0 +1,39 @@
+"""Smoke test of the credential issuance benchmark: `python -m bench.credentials --quick`
+runs against a real broker and database, exits 0 and prints a row of figures for each
+level. No timing thresholds: the figures depend on the machine."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+QUICK_LEVELS = (100, 500)
+# level, issued, then the issuance figures (p50, p95, max, per second): numbers.
+ROW = r"^\s*{level}\s+(\d+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s"
+
+
+def test_quick_run_prints_a_row_per_level() -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bench.credentials", "--quick", "--deadline", "50"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        out, err = proc.communicate(timeout=90)
+    except subprocess.TimeoutExpired:
+        # SIGTERM lets the benchmark stop the broker it started.
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=20)
+        raise AssertionError(f"benchmark did not finish in time:\n{out}\n{err}") from None
+
+    assert proc.returncode == 0, f"exit {proc.returncode}\n{out}\n{err}"
+    for level in QUICK_LEVELS:
+        match = re.search(ROW.format(level=level), out, re.MULTILINE)
+        assert match is not None, f"no row for {level} live sessions:\n{out}"
+        assert int(match.group(1)) > 0, match.group(0)
