@@ -179,3 +179,7 @@ class Probe:
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
+        # paho's wake-up socket pair is otherwise closed only by Client.__del__, which
+        # the garbage collector may run after the sockets' own finalizers (a
+        # ResourceWarning, an error under filterwarnings=error).
+        self.client._reset_sockets()
