@@ -40,6 +40,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         docs_url="/docs",
         redoc_url=None,
     )
+    app.state.settings = settings
     app.state.clinic = Clinic(settings.clinic_timezone)
     install_error_handlers(app)
     for router in (health, realtime, events, patients, appointments, directory):

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import httpx
 import pytest
 from pydantic import ValidationError
 
+from api.app import create_app
 from api.settings import Settings
 
 STRONG = "x" * 32
@@ -46,3 +50,33 @@ def test_production_with_real_settings_has_no_shared_secret() -> None:
 def test_development_refuses_a_placeholder_jwt_secret(tmp_path: object) -> None:
     with pytest.raises(ValueError, match="placeholder"):
         _ = Settings(env="development", jwt_secret="changeme").resolved_jwt_secret
+
+
+def test_production_app_has_no_development_sign_in(tmp_path: Path) -> None:
+    settings = Settings(
+        env="production",
+        data_dir=tmp_path,
+        database_url=f"sqlite:///{tmp_path / 'hub.db'}",
+        jwt_jwks_url="https://idp.invalid/jwks.json",
+        broker_admin_password=STRONG,
+        broker_service_password=STRONG,
+    )
+    paths = set(create_app(settings).openapi()["paths"])
+    assert "/realtime/credentials" in paths
+    assert "/dev/token" not in paths
+
+
+async def test_development_sign_in_refuses_callers_from_other_machines(tmp_path: Path) -> None:
+    settings = Settings(env="development", data_dir=tmp_path)
+    app = create_app(settings)
+    body = {"tenant": "acme", "user": "u-1", "roles": ["admin"]}
+    remote = httpx.ASGITransport(app=app, client=("203.0.113.7", 50000))
+    async with httpx.AsyncClient(transport=remote, base_url="http://hub") as client:
+        r = await client.post("/dev/token", json=body)
+    assert r.status_code == 403
+    assert r.json()["error"] == "forbidden"
+    local = httpx.ASGITransport(app=app, client=("127.0.0.1", 50000))
+    async with httpx.AsyncClient(transport=local, base_url="http://hub") as client:
+        r = await client.post("/dev/token", json=body)
+    assert r.status_code == 200
+    assert r.json()["token"].count(".") == 2
