@@ -289,7 +289,11 @@ def replay(
     types: Sequence[str] | None = None,
     patient_id: str | None = None,
 ) -> ReplayPage:
-    """The tenant's committed events with ``seq > after``, oldest first."""
+    """The tenant's committed events with ``seq > after``, oldest first.
+
+    ``latest_seq`` is read first: under READ COMMITTED a commit between the two reads
+    then shows up as more events, never as a ``latest_seq`` the page does not cover."""
+    newest = latest_seq(session, tenant)
     query = select(OutboxEvent.payload).where(OutboxEvent.tenant == tenant, OutboxEvent.seq > after)
     if types:
         query = query.where(OutboxEvent.type.in_(types))
@@ -299,7 +303,7 @@ def replay(
     oldest = session.scalar(select(func.min(OutboxEvent.seq)).where(OutboxEvent.tenant == tenant))
     return ReplayPage(
         events=[json.loads(r) for r in rows],
-        latest_seq=latest_seq(session, tenant),
+        latest_seq=newest,
         oldest_seq=int(oldest) if oldest is not None else None,
     )
 

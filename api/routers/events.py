@@ -45,9 +45,13 @@ def get_events(
         types=type_list,
         patient_id=patient_id,
     )
-    # Events after `after` existed but are gone: pruned past retention (possibly all).
+    # Events after `after` existed but are gone: pruned past retention (possibly all,
+    # or around an old unpublished event that pruning keeps).
     oldest_kept = page.oldest_seq if page.oldest_seq is not None else page.latest_seq + 1
-    if after < min(oldest_kept - 1, page.latest_seq):
+    seqs = [e["seq"] for e in page.events]
+    unfiltered = not type_list and patient_id is None
+    hole = unfiltered and seqs != list(range(after + 1, after + 1 + len(seqs)))
+    if after < min(oldest_kept - 1, page.latest_seq) or hole:
         raise Gone(
             f"events after seq {after} are no longer kept (oldest kept: {oldest_kept}); "
             "refetch the view and resume from latestSeq",
