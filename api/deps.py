@@ -24,9 +24,11 @@ def get_runtime(request: Request) -> Runtime:
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
-def get_db(runtime: RuntimeDep) -> Iterator[Session]:
-    """A session; routes commit explicitly before they answer, anything else rolls back."""
-    with runtime.sessions() as session:
+def get_db(runtime: RuntimeDep, request: Request) -> Iterator[Session]:
+    """A session; routes commit explicitly before they answer, anything else rolls
+    back. GET requests only read, so they do not wait behind writers (SQLite)."""
+    factory = runtime.read_sessions if request.method == "GET" else runtime.sessions
+    with factory() as session:
         yield session
 
 

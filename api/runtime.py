@@ -32,6 +32,7 @@ class Runtime:
     settings: Settings
     engine: Engine
     sessions: sessionmaker[Session]
+    read_sessions: sessionmaker[Session]
     verifier: TokenVerifier
     admin: DynsecAdmin
     issuer: CredentialIssuer
@@ -124,6 +125,7 @@ async def running(settings: Settings) -> AsyncIterator[Runtime]:
     pool = {} if url.startswith("sqlite") else {"pool_size": 20, "max_overflow": 20}
     engine = make_engine(url, **pool)
     sessions = make_sessionmaker(engine)
+    read_sessions = make_sessionmaker(engine, read_only=True)
     admin_password, service_password = broker_passwords(settings)
     admin = DynsecAdmin(
         host=settings.mqtt_host,
@@ -140,6 +142,7 @@ async def running(settings: Settings) -> AsyncIterator[Runtime]:
     )
     relay = Relay(
         sessions=sessions,
+        read_sessions=read_sessions,
         host=settings.mqtt_host,
         port=settings.mqtt_port,
         username=settings.broker_service_username,
@@ -150,6 +153,7 @@ async def running(settings: Settings) -> AsyncIterator[Runtime]:
         settings=settings,
         engine=engine,
         sessions=sessions,
+        read_sessions=read_sessions,
         verifier=build_verifier(settings),
         admin=admin,
         issuer=issuer,

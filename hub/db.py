@@ -13,6 +13,8 @@ from sqlalchemy.orm import DeclarativeBase, sessionmaker
 from sqlalchemy.orm import Session as OrmSession
 from sqlalchemy.types import TypeDecorator
 
+READ_ONLY = "hub_read_only"  # execution option: begin SQLite transactions deferred
+
 
 class Base(DeclarativeBase):
     pass
@@ -48,8 +50,10 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     """Create an engine; for SQLite, WAL, foreign keys, full sync and BEGIN IMMEDIATE.
 
     pysqlite's deferred transactions let two writers both read and then fail to
-    upgrade their lock; beginning every transaction IMMEDIATE serialises writers
-    up front, waiting (busy timeout) instead of failing.
+    upgrade their lock; beginning every writing transaction IMMEDIATE serialises
+    writers up front, waiting (busy timeout) instead of failing. Sessions made with
+    ``make_sessionmaker(engine, read_only=True)`` begin deferred, so in WAL mode they
+    read beside a writer instead of queueing behind it.
     """
     if url.startswith("sqlite"):
         connect_args = {"timeout": 30, "check_same_thread": False}
@@ -66,11 +70,13 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _on_begin(conn: Any) -> None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            read_only = conn.get_execution_options().get(READ_ONLY, False)
+            conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
         return engine
     return create_engine(url, pool_pre_ping=True, **kwargs)
 
 
-def make_sessionmaker(engine: Engine) -> sessionmaker[OrmSession]:
-    return sessionmaker(engine, expire_on_commit=False)
+def make_sessionmaker(engine: Engine, *, read_only: bool = False) -> sessionmaker[OrmSession]:
+    bind = engine.execution_options(**{READ_ONLY: True}) if read_only else engine
+    return sessionmaker(bind, expire_on_commit=False)

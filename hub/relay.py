@@ -71,6 +71,7 @@ class Relay(BackgroundService):
         self,
         *,
         sessions: sessionmaker[Session],
+        read_sessions: sessionmaker[Session] | None = None,
         host: str,
         port: int,
         username: str,
@@ -81,6 +82,7 @@ class Relay(BackgroundService):
     ) -> None:
         super().__init__()
         self._sessions = sessions
+        self._read_sessions = read_sessions or sessions
         self._host = host
         self._port = port
         self._username = username
@@ -183,7 +185,7 @@ class Relay(BackgroundService):
         paho.on_publish = on_publish
 
     def _fetch(self) -> list[_Row]:
-        with self._sessions() as session:
+        with self._read_sessions() as session:
             rows: Sequence[OutboxEvent] = fetch_unpublished(session, self._batch_size)
             return [
                 _Row(

@@ -27,7 +27,7 @@ def readyz(runtime: RuntimeDep) -> JSONResponse:
     checks: dict[str, Any] = {}
     ok = True
     try:
-        with runtime.sessions() as session:
+        with runtime.read_sessions() as session:
             session.execute(text("SELECT 1"))
             stats = outbox_stats(session)
         lag = _age(stats.oldest_unpublished_at)

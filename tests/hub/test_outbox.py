@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -166,3 +167,20 @@ def test_patient_events_use_the_patient_id_as_entity_id(sessions: sessionmaker[S
             data=data,
         )
         assert ok.topic == "tenants/acme/patients/p-1/patient/p-1/balance_changed"
+
+
+def test_sqlite_reads_do_not_wait_behind_a_writer(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'r.db'}")
+    writes, reads = make_sessionmaker(engine), make_sessionmaker(engine, read_only=True)
+    try:
+        with writes() as w:
+            w.execute(sa.text("CREATE TABLE t (x INTEGER)"))
+            w.commit()
+            w.execute(sa.text("INSERT INTO t VALUES (1)"))  # holds the write lock, uncommitted
+            with reads() as r:
+                assert r.execute(sa.text("SELECT count(*) FROM t")).scalar() == 0
+            w.commit()
+        with reads() as r:
+            assert r.execute(sa.text("SELECT count(*) FROM t")).scalar() == 1
+    finally:
+        engine.dispose()
