@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -22,10 +23,27 @@ DEFAULT_WEB_DIST = CLIENTS / "web" / "dist"
 LIVE_BOARD = CLIENTS / "live-board"
 
 
+class _NoQueryStrings(logging.Filter):
+    """Access log lines keep the path but not the query (``?q=<name>`` is PHI)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) >= 3 and isinstance(args[2], str):
+            record.args = (*args[:2], args[2].split("?", 1)[0], *args[3:])
+        return True
+
+
+def _redact_access_log() -> None:
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, _NoQueryStrings) for f in access.filters):
+        access.addFilter(_NoQueryStrings())
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     # Fail at start, not at the first request, on a bad token configuration.
     settings.resolved_jwt_secret  # noqa: B018
+    _redact_access_log()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

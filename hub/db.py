@@ -47,7 +47,8 @@ def utcnow() -> datetime:
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
-    """Create an engine; for SQLite, WAL, foreign keys, full sync and BEGIN IMMEDIATE.
+    """Create an engine whose errors never echo bound values (they are PHI); for
+    SQLite, WAL, foreign keys, full sync and BEGIN IMMEDIATE.
 
     pysqlite's deferred transactions let two writers both read and then fail to
     upgrade their lock; beginning every writing transaction IMMEDIATE serialises
@@ -57,7 +58,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     """
     if url.startswith("sqlite"):
         connect_args = {"timeout": 30, "check_same_thread": False}
-        engine = create_engine(url, connect_args=connect_args, **kwargs)
+        engine = create_engine(url, connect_args=connect_args, hide_parameters=True, **kwargs)
 
         @event.listens_for(engine, "connect")
         def _on_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -74,7 +75,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
         return engine
-    return create_engine(url, pool_pre_ping=True, **kwargs)
+    return create_engine(url, pool_pre_ping=True, hide_parameters=True, **kwargs)
 
 
 def make_sessionmaker(engine: Engine, *, read_only: bool = False) -> sessionmaker[OrmSession]:
