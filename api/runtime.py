@@ -138,6 +138,7 @@ async def running(settings: Settings) -> AsyncIterator[Runtime]:
         sessions=sessions,
         ttl=timedelta(seconds=settings.session_ttl_seconds),
         max_sessions_per_user=settings.max_sessions_per_user,
+        max_live_sessions=settings.max_live_sessions,
         reap_interval=settings.reap_interval_seconds,
     )
     relay = Relay(

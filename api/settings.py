@@ -44,6 +44,8 @@ class Settings(BaseSettings):
 
     session_ttl_seconds: int = Field(default=3600, ge=30, le=86400)
     max_sessions_per_user: int = Field(default=8, ge=1, le=100)
+    # Each live broker client makes every dynsec change slower (docs/benchmarks.md).
+    max_live_sessions: int = Field(default=5000, ge=1)
     reap_interval_seconds: float = Field(default=30.0, gt=0)
     relay_poll_interval_seconds: float = Field(default=1.0, gt=0)
     replay_retention_days: int = Field(default=30, ge=1)

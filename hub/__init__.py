@@ -3,7 +3,12 @@ administration and credentials, tokens."""
 
 from hub.broker_admin import Acl, BrokerAdmin, DynsecAdmin, Role
 from hub.catalog import CATALOG, EventType, catalog_json_schema, get_event_type
-from hub.credentials import CredentialIssuer, IssuedCredentials, SessionNotFoundError
+from hub.credentials import (
+    CapacityError,
+    CredentialIssuer,
+    IssuedCredentials,
+    SessionNotFoundError,
+)
 from hub.envelope import build_envelope
 from hub.errors import (
     BrokerUnavailableError,
@@ -31,6 +36,7 @@ __all__ = [
     "Acl",
     "BrokerAdmin",
     "BrokerUnavailableError",
+    "CapacityError",
     "CredentialIssuer",
     "DynsecAdmin",
     "DynsecError",

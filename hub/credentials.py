@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from typing import TypeVar
 
 import anyio.to_thread
-from sqlalchemy import Index, String, func, select, update
+from sqlalchemy import Index, Integer, String, func, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
 from hub.broker_admin import Acl, BrokerAdmin, Role
@@ -52,6 +52,8 @@ class BrokerSession(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Set once the dynsec client is gone; rows are kept for audit.
     removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The lifetime this credential was issued with; renewals extend it by as much.
+    ttl_seconds: Mapped[int] = mapped_column(Integer, nullable=False)
 
 
 def tenant_role(tenant: str) -> Role:
@@ -85,6 +87,14 @@ class IssuedCredentials:
     expires_at: datetime
 
 
+class CapacityError(HubError):
+    """The broker holds as many live session clients as it is allowed to."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"{limit} live broker sessions: no capacity for another")
+        self.limit = limit
+
+
 class SessionNotFoundError(HubError):
     def __init__(self, client_id: str) -> None:
         super().__init__(f"no live broker session {client_id!r}")
@@ -107,6 +117,7 @@ class CredentialIssuer(BackgroundService):
         sessions: sessionmaker[Session],
         ttl: timedelta = timedelta(hours=1),
         max_sessions_per_user: int = 8,
+        max_live_sessions: int | None = None,
         reap_interval: float = 30.0,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
@@ -115,6 +126,7 @@ class CredentialIssuer(BackgroundService):
         self._sessions = sessions
         self._ttl = ttl
         self._max_per_user = max_sessions_per_user
+        self._max_live = max_live_sessions
         self._reap_interval = reap_interval
         self._clock = clock
         self._wake = asyncio.Event()
@@ -143,7 +155,8 @@ class CredentialIssuer(BackgroundService):
         bounding, reaping, revocation) is the same.
         """
         now = self._clock()
-        expires_at = min(now + (ttl or self._ttl), not_after)
+        lifetime = ttl or self._ttl
+        expires_at = min(now + lifetime, not_after)
         if expires_at <= now:
             raise ValueError("the token expires too soon to issue credentials")
         client_id = f"{tenant}.{user_id}.{secrets.token_hex(4)}"
@@ -159,8 +172,11 @@ class CredentialIssuer(BackgroundService):
                     user_id=user_id,
                     created_at=now,
                     expires_at=expires_at,
+                    ttl_seconds=int(lifetime.total_seconds()),
                 )
             )
+            if self._max_live is not None and self._live_count(session, now) > self._max_live:
+                raise CapacityError(self._max_live)
             live = session.scalars(
                 select(BrokerSession)
                 .where(
@@ -223,6 +239,19 @@ class CredentialIssuer(BackgroundService):
                 roles=[r.name for r in grants],
             )
 
+    @staticmethod
+    def _live_count(session: Session, now: datetime) -> int:
+        return int(
+            session.scalar(
+                select(func.count()).where(
+                    BrokerSession.removed_at.is_(None),
+                    BrokerSession.revoked_at.is_(None),
+                    BrokerSession.expires_at > now,
+                )
+            )
+            or 0
+        )
+
     async def renew(
         self, *, tenant: str, user_id: str, client_id: str, not_after: datetime
     ) -> IssuedCredentials:
@@ -230,11 +259,8 @@ class CredentialIssuer(BackgroundService):
         client id so the broker keeps its persistent session and queued messages.
         The broker disconnects the session on the password change; it reconnects."""
         now = self._clock()
-        expires_at = min(now + self._ttl, not_after)
-        if expires_at <= now:
-            raise ValueError("the token expires too soon to issue credentials")
 
-        def extend(session: Session) -> str:
+        def extend(session: Session) -> tuple[str, datetime]:
             row = session.scalar(
                 select(BrokerSession)
                 .where(
@@ -249,10 +275,13 @@ class CredentialIssuer(BackgroundService):
             )
             if row is None:
                 raise SessionNotFoundError(client_id)
+            expires_at = min(now + timedelta(seconds=row.ttl_seconds), not_after)
+            if expires_at <= now:
+                raise ValueError("the token expires too soon to issue credentials")
             row.expires_at = expires_at
-            return row.username
+            return row.username, expires_at
 
-        username = await self._db(extend)
+        username, expires_at = await self._db(extend)
         password = secrets.token_urlsafe(24)
         await self._admin.set_client_password(username, password)
         self._wake.set()

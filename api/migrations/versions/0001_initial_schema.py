@@ -29,6 +29,7 @@ def upgrade() -> None:
     sa.Column('expires_at', hub.db.UTCDateTime(), nullable=False),
     sa.Column('revoked_at', hub.db.UTCDateTime(), nullable=True),
     sa.Column('removed_at', hub.db.UTCDateTime(), nullable=True),
+    sa.Column('ttl_seconds', sa.Integer(), nullable=False),
     sa.PrimaryKeyConstraint('client_id'),
     sa.UniqueConstraint('username')
     )

@@ -1,0 +1,97 @@
+"""CredentialIssuer used as a library (how kiosk and partner credentials will be
+made): its own roles and lifetime, kept across renewals; a global bound."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from hub.broker_admin import Acl, DynsecAdmin, Role
+from hub.credentials import CapacityError, CredentialIssuer
+from hub.db import make_engine, make_sessionmaker, utcnow
+from tests.support.mqtt import Probe
+from tests.support.stack import Stack
+
+
+async def test_device_credentials_keep_their_roles_and_lifetime(stack: Stack) -> None:
+    engine = make_engine(stack.db.url)
+    admin = DynsecAdmin(
+        host="127.0.0.1",
+        port=stack.broker.mqtt_port,
+        username="hub-admin",
+        password=stack.broker.secrets.admin_password,
+    )
+    kiosk_role = Role(
+        "kiosk.t-lib.k-1",
+        (
+            Acl("publishClientSend", "tenants/t-lib/kiosks/k-1/#"),
+            Acl("subscribePattern", "tenants/t-lib/kiosks/k-1/#"),
+            Acl("publishClientReceive", "tenants/t-lib/kiosks/k-1/#"),
+        ),
+    )
+    try:
+        async with (
+            admin,
+            CredentialIssuer(
+                admin=admin,
+                sessions=make_sessionmaker(engine),
+                ttl=timedelta(minutes=5),
+                reap_interval=3600,
+                max_live_sessions=10_000,
+            ) as issuer,
+        ):
+            await admin.wait_connected(10)
+            far = utcnow() + timedelta(days=30)
+            creds = await issuer.issue(
+                tenant="t-lib",
+                user_id="k-1",
+                not_after=far,
+                roles=[kiosk_role],
+                ttl=timedelta(days=7),
+            )
+            assert creds.expires_at - utcnow() > timedelta(days=6)
+            renewed = await issuer.renew(
+                tenant="t-lib", user_id="k-1", client_id=creds.client_id, not_after=far
+            )
+            assert renewed.expires_at - utcnow() > timedelta(days=6)
+            probe = Probe(
+                client_id=creds.client_id,
+                username=renewed.username,
+                password=renewed.password,
+                port=stack.broker.mqtt_port,
+            )
+            try:
+                assert not probe.connect().is_failure
+                assert not probe.subscribe("tenants/t-lib/kiosks/k-1/#").is_failure
+                assert probe.subscribe("tenants/t-lib/patients/#").is_failure
+            finally:
+                probe.close()
+            await issuer.revoke(tenant="t-lib", client_id=creds.client_id)
+    finally:
+        engine.dispose()
+
+
+async def test_live_sessions_are_bounded_in_all(private_stack: Stack) -> None:
+    stack = private_stack  # an empty database: no other live sessions count
+    engine = make_engine(stack.db.url)
+    admin = DynsecAdmin(
+        host="127.0.0.1",
+        port=stack.broker.mqtt_port,
+        username="hub-admin",
+        password=stack.broker.secrets.admin_password,
+    )
+    try:
+        async with admin:
+            await admin.wait_connected(10)
+            bounded = CredentialIssuer(
+                admin=admin, sessions=make_sessionmaker(engine), max_live_sessions=1
+            )
+            far = utcnow() + timedelta(hours=1)
+            first = await bounded.issue(tenant="t-cap", user_id="u-1", not_after=far)
+            with pytest.raises(CapacityError):
+                await bounded.issue(tenant="t-cap", user_id="u-2", not_after=far)
+            await bounded.revoke(tenant="t-cap", client_id=first.client_id)
+            await bounded.issue(tenant="t-cap", user_id="u-2", not_after=far)
+    finally:
+        engine.dispose()
