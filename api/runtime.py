@@ -8,17 +8,19 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 
 import anyio.to_thread
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from api.domain.appointments import Clinic
+from api.domain.board import refresh_day
 from api.settings import Settings
 from hub.broker_admin import DynsecAdmin
 from hub.credentials import SERVICE_ROLE, CredentialIssuer
-from hub.db import make_engine, make_sessionmaker
+from hub.db import make_engine, make_sessionmaker, utcnow
 from hub.mosquitto import BrokerLayout
 from hub.outbox import prune_published
 from hub.relay import Relay
@@ -119,6 +121,29 @@ async def _prune_loop(rt: Runtime) -> None:
         await asyncio.sleep(3600)
 
 
+async def _board_loop(rt: Runtime, clinic: Clinic) -> None:
+    """Publish today's board at start, then again as each clinic day begins."""
+
+    def refresh(day: date) -> int:
+        with rt.sessions() as session:
+            return refresh_day(session, clinic, day)
+
+    done: date | None = None
+    while True:
+        today = clinic.today()
+        if today != done:
+            try:
+                count = await anyio.to_thread.run_sync(refresh, today)
+                log.info("published %d snapshots of %s's board", count, today)
+                done = today
+            except Exception:
+                log.warning("board refresh failed; retrying", exc_info=True)
+                await asyncio.sleep(5)
+                continue
+        midnight = clinic.day_bounds(today)[1]
+        await asyncio.sleep(min(3600.0, max(0.5, (midnight - utcnow()).total_seconds() + 0.5)))
+
+
 @contextlib.asynccontextmanager
 async def running(settings: Settings) -> AsyncIterator[Runtime]:
     url = settings.resolved_database_url
@@ -166,6 +191,9 @@ async def running(settings: Settings) -> AsyncIterator[Runtime]:
             tasks = [
                 asyncio.create_task(_bootstrap_broker(rt, service_password), name="hub-bootstrap"),
                 asyncio.create_task(_prune_loop(rt), name="hub-prune"),
+                asyncio.create_task(
+                    _board_loop(rt, Clinic(settings.clinic_timezone)), name="hub-board"
+                ),
             ]
             try:
                 yield rt

@@ -61,12 +61,15 @@ class OutboxEvent(Base):
             postgresql_where=text("published_at IS NULL"),
         ),
         Index("ix_events_published_at", "published_at"),
+        Index("ix_events_entity", "tenant", "entity_id", "seq"),
     )
 
     pk: Mapped[int] = mapped_column(_BigId, primary_key=True, autoincrement=True)
     id: Mapped[str] = mapped_column(String(36), unique=True, nullable=False)
     tenant: Mapped[str] = mapped_column(String(40), nullable=False)
-    seq: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    # NULL for a snapshot refresh: a retained snapshot re-published without an event
+    # (today's board at the start of the day). Such rows never appear in replay.
+    seq: Mapped[int | None] = mapped_column(BigInteger)
     type: Mapped[str] = mapped_column(String(64), nullable=False)
     actor: Mapped[str] = mapped_column(String(128), nullable=False)
     patient_id: Mapped[str] = mapped_column(String(64), nullable=False)
@@ -228,6 +231,50 @@ def emit(
     session.flush()
     session.info[_DIRTY] = True
     return EmittedEvent(event_id, tenant, seq, event_type, topic.value, envelope)
+
+
+def refresh_snapshot(session: Session, *, latest: OutboxEvent, keep_until: datetime) -> None:
+    """Re-publish ``latest`` (the entity's newest event) as its retained snapshot.
+
+    Goes through the outbox like an event, so it is published in commit order with
+    the events around it: a change committed after this refresh also lands after it.
+    """
+    if latest.seq is None:
+        raise ValueError("a snapshot refresh must point at an event")
+    etype = get_event_type(latest.type)
+    topic = snapshot_topic(latest.tenant, latest.patient_id, etype.entity, latest.entity_id)
+    session.add(
+        OutboxEvent(
+            id=str(uuid.uuid4()),
+            tenant=latest.tenant,
+            seq=None,
+            type=latest.type,
+            actor=latest.actor,
+            patient_id=latest.patient_id,
+            entity_id=latest.entity_id,
+            occurred_at=utcnow(),
+            topic=topic.value,
+            payload=latest.payload,
+            snapshot_topic=topic.value,
+            snapshot_payload=latest.payload,
+            snapshot_expires_at=keep_until,
+        )
+    )
+    session.info[_DIRTY] = True
+
+
+def latest_event(session: Session, tenant: str, entity_id: str) -> OutboxEvent | None:
+    """The newest event about one entity still kept (pruning may have removed it)."""
+    return session.scalar(
+        select(OutboxEvent)
+        .where(
+            OutboxEvent.tenant == tenant,
+            OutboxEvent.entity_id == entity_id,
+            OutboxEvent.seq.is_not(None),
+        )
+        .order_by(OutboxEvent.seq.desc())
+        .limit(1)
+    )
 
 
 # --- reading the outbox ---

@@ -46,7 +46,7 @@ log = logging.getLogger("hub.relay")
 class _Row:
     pk: int
     tenant: str
-    seq: int
+    seq: int | None  # None: a snapshot refresh, not an event
     topic: str
     payload: str
     snapshot_topic: str | None
@@ -213,7 +213,9 @@ class Relay(BackgroundService):
         sends: list[asyncio.Task[None]] = []
         newest: dict[str, int] = {}
         for row in rows:
-            sends.append(self._send(client, row.topic, row.payload, retain=False))
+            if row.seq is not None:
+                sends.append(self._send(client, row.topic, row.payload, retain=False))
+                newest[row.tenant] = max(row.seq, newest.get(row.tenant, 0))
             if row.snapshot_topic is not None:
                 remaining = (
                     int((row.snapshot_expires_at - now).total_seconds())
@@ -233,7 +235,6 @@ class Relay(BackgroundService):
                 else:
                     # An empty retained message removes the snapshot.
                     sends.append(self._send(client, row.snapshot_topic, "", retain=True))
-            newest[row.tenant] = max(row.seq, newest.get(row.tenant, 0))
         for tenant, seq in newest.items():
             body = json.dumps({"seq": seq, "at": iso_utc(now)})
             sends.append(self._send(client, meta_seq_topic(tenant).value, body, retain=True))

@@ -41,7 +41,7 @@ def upgrade() -> None:
     sa.Column('pk', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
     sa.Column('id', sa.String(length=36), nullable=False),
     sa.Column('tenant', sa.String(length=40), nullable=False),
-    sa.Column('seq', sa.BigInteger(), nullable=False),
+    sa.Column('seq', sa.BigInteger(), nullable=True),
     sa.Column('type', sa.String(length=64), nullable=False),
     sa.Column('actor', sa.String(length=128), nullable=False),
     sa.Column('patient_id', sa.String(length=64), nullable=False),
@@ -58,6 +58,7 @@ def upgrade() -> None:
     sa.UniqueConstraint('tenant', 'seq', name='uq_events_tenant_seq')
     )
     with op.batch_alter_table('events', schema=None) as batch_op:
+        batch_op.create_index('ix_events_entity', ['tenant', 'entity_id', 'seq'], unique=False)
         batch_op.create_index('ix_events_published_at', ['published_at'], unique=False)
         batch_op.create_index('ix_events_unpublished', ['pk'], unique=False, sqlite_where=sa.text('published_at IS NULL'), postgresql_where=sa.text('published_at IS NULL'))
 
@@ -135,6 +136,7 @@ def downgrade() -> None:
     with op.batch_alter_table('events', schema=None) as batch_op:
         batch_op.drop_index('ix_events_unpublished', sqlite_where=sa.text('published_at IS NULL'), postgresql_where=sa.text('published_at IS NULL'))
         batch_op.drop_index('ix_events_published_at')
+        batch_op.drop_index('ix_events_entity')
 
     op.drop_table('events')
     with op.batch_alter_table('broker_sessions', schema=None) as batch_op:
