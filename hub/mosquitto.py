@@ -3,7 +3,9 @@ generated configuration, and the broker process itself."""
 
 from __future__ import annotations
 
+import base64
 import getpass
+import hashlib
 import json
 import os
 import shutil
@@ -73,33 +75,71 @@ def find_dynsec_plugin(explicit: str | None = None) -> str:
     raise FileNotFoundError("mosquitto_dynamic_security.so not found; install mosquitto")
 
 
-def prepare_broker_state(layout: BrokerLayout) -> BrokerSecrets:
-    """First start: generate secrets and the dynsec file with the admin account.
+# The admin role the hub needs: drive $CONTROL and read $SYS (health checks). Unlike
+# `mosquitto_ctrl dynsec init`, it does not read `#`: no tenant's events.
+_ADMIN_ACLS = [
+    {"acltype": "publishClientSend", "topic": "$CONTROL/dynamic-security/#", "allow": True},
+    {"acltype": "publishClientReceive", "topic": "$CONTROL/dynamic-security/#", "allow": True},
+    {"acltype": "subscribePattern", "topic": "$CONTROL/dynamic-security/#", "allow": True},
+    {"acltype": "publishClientReceive", "topic": "$SYS/#", "allow": True},
+    {"acltype": "subscribePattern", "topic": "$SYS/#", "allow": True},
+    {"acltype": "unsubscribePattern", "topic": "#", "allow": True},
+]
+_ADMIN_PBKDF2_ITERATIONS = 20_000
 
-    The default ACL access is tightened in the file before the broker first reads it,
-    so no client ever runs under the plugin's permissive receive default.
+
+def dynsec_password_fields(password: str, *, iterations: int) -> dict[str, object]:
+    """A dynsec client's password as Mosquitto stores it: PBKDF2-HMAC-SHA512, 64 bytes,
+    over a random 12-byte salt, both base64."""
+    salt = os.urandom(12)
+    digest = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, iterations, 64)
+    return {
+        "password": base64.b64encode(digest).decode(),
+        "salt": base64.b64encode(salt).decode(),
+        "iterations": iterations,
+    }
+
+
+def write_dynsec_file(path: Path, admin_password: str) -> None:
+    """Create the Dynamic Security file: the admin account, nothing else, and a default
+    ACL access that denies all but unsubscribing.
+
+    Written here rather than by `mosquitto_ctrl dynsec init`, which takes the password
+    on its command line (visible to every local user) and lets the admin read every
+    topic. Restrictive from the start: no client ever runs under the plugin's
+    permissive receive default.
     """
-    layout.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    secrets = layout.secrets()
-    if not layout.dynsec_file.exists():
-        ctrl = shutil.which("mosquitto_ctrl") or "/usr/bin/mosquitto_ctrl"
-        tmp = layout.dynsec_file.with_suffix(".init")
-        tmp.unlink(missing_ok=True)
-        subprocess.run(
-            [ctrl, "dynsec", "init", str(tmp), ADMIN_USERNAME, secrets.admin_password],
-            check=True,
-            capture_output=True,
-        )
-        state = json.loads(tmp.read_text(encoding="utf-8"))
-        state["defaultACLAccess"] = {
+    state = {
+        "defaultACLAccess": {
             "publishClientSend": False,
             "publishClientReceive": False,
             "subscribe": False,
             "unsubscribe": True,
-        }
-        tmp.write_text(json.dumps(state, indent=2), encoding="utf-8")
-        os.chmod(tmp, 0o600)
-        tmp.replace(layout.dynsec_file)
+        },
+        "clients": [
+            {
+                "username": ADMIN_USERNAME,
+                "textName": "hub broker administration",
+                **dynsec_password_fields(admin_password, iterations=_ADMIN_PBKDF2_ITERATIONS),
+                "roles": [{"rolename": "hub.admin"}],
+            }
+        ],
+        "groups": [],
+        "roles": [{"rolename": "hub.admin", "acls": _ADMIN_ACLS}],
+    }
+    tmp = path.with_suffix(".init")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        json.dump(state, fh, indent=2)
+    tmp.replace(path)
+
+
+def prepare_broker_state(layout: BrokerLayout) -> BrokerSecrets:
+    """First start: generate the secrets and the dynsec file with the admin account."""
+    layout.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    secrets = layout.secrets()
+    if not layout.dynsec_file.exists():
+        write_dynsec_file(layout.dynsec_file, secrets.admin_password)
     return secrets
 
 

@@ -185,3 +185,18 @@ def test_rest_refuses_other_tenants_ids(stack: Stack, clinic: Clinic, other_clin
     events = http.get("/events", params={"after": 0}).json()["events"]
     assert all(e["tenant"] == clinic.tenant for e in events)
     assert all(p["id"] != other_clinic.patient_id for p in http.get("/patients").json())
+
+
+def test_the_hubs_admin_account_reads_no_tenant_topics(stack: Stack) -> None:
+    """Least privilege: the dynsec admin drives $CONTROL and reads $SYS, nothing else."""
+    admin = stack.broker.admin_probe()
+    assert not admin.connect().is_failure
+    try:
+        for topic in ("#", "tenants/#", "tenants/+/patients/#"):
+            assert _rc(admin.subscribe(topic)) == NOT_AUTHORIZED, topic
+        assert not admin.subscribe("$SYS/broker/version").is_failure
+        assert not admin.subscribe("$CONTROL/dynamic-security/v1/response").is_failure
+    finally:
+        admin.close()
+    mode = stack.broker.layout.dynsec_file.stat().st_mode & 0o777
+    assert mode == 0o600
