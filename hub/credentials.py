@@ -404,7 +404,8 @@ class CredentialIssuer(BackgroundService):
                 nxt = await self._next_expiry()
             except Exception:  # the broker or database is away: try again soon
                 log.warning("credential reaper failed; retrying", exc_info=True)
-                nxt = None
+                await asyncio.sleep(min(self._reap_interval, 2.0))
+                continue
             delay = self._reap_interval
             if nxt is not None:
                 delay = max(0.05, min(delay, (nxt - self._clock()).total_seconds() + 0.05))

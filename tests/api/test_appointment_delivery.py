@@ -124,10 +124,24 @@ def test_appointment_lifecycle_reaches_websocket_subscriber(stack: Stack, clinic
         probe.close()
 
 
+def _published(stack: Stack, clinic: Clinic) -> None:
+    """Wait until the relay has published everything committed so far (so snapshots
+    are retained): events go out in seq order, so a later barrier event proves it."""
+    watcher = stack.connected_probe(clinic.admin)
+    try:
+        watcher.subscribe(f"tenants/{clinic.tenant}/patients/+/appointment/+/+")
+        barrier = clinic.book(start=datetime.now(UTC) + timedelta(days=2))
+        watcher.wait_event("appointment:created", barrier["id"])
+    finally:
+        watcher.close()
+
+
 def test_todays_appointments_are_retained_snapshots_until_cancelled(
     stack: Stack, clinic: Clinic
 ) -> None:
+    """Within a second of the clinic's midnight the day changes under the test."""
     appt = clinic.book()
+    _published(stack, clinic)
     topic = f"tenants/{clinic.tenant}/patients/{clinic.patient_id}/appointment/{appt['id']}"
     # A subscriber arriving later still sees today's board, as retained snapshots.
     first = stack.connected_probe(clinic.front_desk)
@@ -151,6 +165,7 @@ def test_todays_appointments_are_retained_snapshots_until_cancelled(
     # After the clear, a new subscriber gets no snapshot of the cancelled appointment,
     # but does get the snapshot of a live one (which also proves it is listening).
     live = clinic.book()
+    _published(stack, clinic)
     later = stack.connected_probe(clinic.front_desk)
     try:
         later.subscribe(f"tenants/{clinic.tenant}/patients/+/appointment/+")
@@ -161,14 +176,22 @@ def test_todays_appointments_are_retained_snapshots_until_cancelled(
 
 
 def test_meta_seq_is_retained_with_the_newest_seq(stack: Stack, clinic: Clinic) -> None:
-    appt = clinic.book()
+    clinic.book()
     seq = clinic.latest_seq()
-    probe = stack.connected_probe(clinic.front_desk)
+    topic = f"tenants/{clinic.tenant}/meta/seq"
+    live = stack.connected_probe(clinic.front_desk)
     try:
-        probe.subscribe(f"tenants/{clinic.tenant}/meta/seq")
-        msg = probe.wait_for(lambda m: m.topic.endswith("/meta/seq") and m.json()["seq"] == seq)
-        assert msg.retain
-        assert "at" in msg.json()
-        assert appt["id"]
+        live.subscribe(topic)
+        live.wait_for(lambda m: m.topic == topic and m.json()["seq"] == seq)
     finally:
-        probe.close()
+        live.close()
+    # Once published, a subscriber arriving later gets it as a retained message.
+    late = stack.connected_probe(clinic.front_desk)
+    try:
+        late.subscribe(topic)
+        msg = late.wait_for(lambda m: m.topic == topic)
+        assert msg.retain
+        assert msg.json()["seq"] == seq
+        assert msg.json()["at"].endswith("Z")
+    finally:
+        late.close()
