@@ -93,6 +93,7 @@ class Relay(BackgroundService):
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._connected = False
+        self._healthy = False  # connected and publishing: a later outage is a new one
         self._published_total = 0
         self._last_published_at: datetime | None = None
         self._last_error: str | None = None
@@ -130,9 +131,10 @@ class Relay(BackgroundService):
             except Exception as exc:  # the database is away, or a bug: never stop relaying
                 log.exception("relay: unexpected error")
                 error = repr(exc)
-            if self._connected:  # a new outage: back off from the start again
+            if self._healthy:  # a new outage: back off from the start again
                 delay = 0.1
             self._connected = False
+            self._healthy = False
             self._last_error = error
             log.warning("relay: %s; retrying in about %.1fs", error, delay)
             await asyncio.sleep(delay * (0.5 + random.random()))
@@ -155,17 +157,25 @@ class Relay(BackgroundService):
         async with client:
             self._watch_pubacks(client)
             self._connected = True
-            self._last_error = None
+            connected_at = asyncio.get_running_loop().time()
             log.info("relay connected to %s:%s", self._host, self._port)
             while True:
                 self._wake.clear()
                 rows = await anyio.to_thread.run_sync(self._fetch)
+                # Healthy once it published, or stayed up a while with nothing to do; a
+                # broker that accepts the connection but refuses the publishes is not.
+                idle_for = asyncio.get_running_loop().time() - connected_at
+                if not self._healthy and not rows and idle_for > 10:
+                    self._healthy = True
+                    self._last_error = None
                 if rows:
                     await self._publish(client, rows)
                     at = utcnow()
                     await anyio.to_thread.run_sync(self._mark, [r.pk for r in rows], at)
                     self._published_total += len(rows)
                     self._last_published_at = at
+                    self._healthy = True
+                    self._last_error = None
                     if len(rows) == self._batch_size:
                         continue
                 await wait_event(self._wake, self._poll_interval)

@@ -1,0 +1,223 @@
+"""The outbox relay against the real broker and database: a commit wakes it (no
+polling on the hot path), a publish the broker refused is not marked published and
+goes out once allowed, and a change the api refused publishes nothing."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import BACKENDS, _require_backend
+from tests.support.clinic import Clinic
+from tests.support.mqtt import WAIT, Probe, Received
+from tests.support.stack import Stack
+
+SESSION = {"clean_start": False, "session_expiry": 3600}
+DYNSEC = "$CONTROL/dynamic-security/v1"
+SERVICE_ROLE = "hub.service"
+SERVICE_ACL = {"acltype": "publishClientSend", "topic": "tenants/#"}
+# How long a refused event must be seen staying unpublished: several relay retries
+# (its backoff starts at about 0.1 s and doubles while the broker keeps refusing).
+REFUSED_FOR = 2.0
+
+
+@pytest.fixture(params=BACKENDS)
+def unpolled_stack(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Stack]:
+    """A stack of its own whose relay polls only every ten minutes: whatever it
+    publishes within seconds, it published because a commit woke it."""
+    _require_backend(request.param)
+    s = Stack.create(request.param, tmp_path / "stack", HUB_RELAY_POLL_INTERVAL_SECONDS="600")
+    yield s
+    s.close()
+
+
+def _appointment_filter(clinic: Clinic) -> str:
+    return f"tenants/{clinic.tenant}/patients/+/appointment/+/+"
+
+
+def _events(messages: list[Received]) -> list[dict[str, Any]]:
+    """The event envelopes among ``messages`` (not snapshots, not meta)."""
+    return [m.json() for m in messages if m.payload and not m.retain and "/meta/" not in m.topic]
+
+
+def _checks(stack: Stack) -> dict[str, Any]:
+    checks: dict[str, Any] = httpx.get(stack.api.base_url + "/readyz", timeout=5).json()["checks"]
+    return checks
+
+
+def _unpublished(stack: Stack) -> int:
+    return int(_checks(stack)["relayLag"]["unpublished"])
+
+
+def _wait_all_published(stack: Stack) -> None:
+    deadline = time.monotonic() + WAIT
+    while (left := _unpublished(stack)) != 0:
+        assert time.monotonic() < deadline, f"{left} events still unpublished"
+        time.sleep(0.1)
+
+
+@contextlib.contextmanager
+def _broker_admin(stack: Stack) -> Iterator[Probe]:
+    admin = stack.broker.admin_probe()
+    assert not admin.connect().is_failure
+    try:
+        assert not admin.subscribe(f"{DYNSEC}/response").is_failure
+        yield admin
+    finally:
+        admin.close()
+
+
+def _dynsec(admin: Probe, command: dict[str, Any]) -> dict[str, Any]:
+    """Run one dynsec command as the broker admin; its reply, which must not be an error."""
+    corr = uuid.uuid4().hex
+    body = {"commands": [{**command, "correlationData": corr}]}
+    assert not admin.publish(DYNSEC, json.dumps(body)).is_failure
+    reply = admin.wait_for(lambda m: corr.encode() in m.payload)
+    (response,) = reply.json()["responses"]
+    assert "error" not in response, response
+    return response  # type: ignore[no-any-return]
+
+
+def _service_acls(admin: Probe) -> list[tuple[str, str, bool]]:
+    role = _dynsec(admin, {"command": "getRole", "rolename": SERVICE_ROLE})["data"]["role"]
+    return [(a["acltype"], a["topic"], a["allow"]) for a in role["acls"]]
+
+
+def test_relay_wakes_at_commit_without_polling(unpolled_stack: Stack) -> None:
+    stack = unpolled_stack
+    clinic = Clinic.create(stack)
+    probe = stack.connected_probe(clinic.front_desk, transport="tcp")
+    try:
+        assert not probe.subscribe(_appointment_filter(clinic)).is_failure
+        # Twice: the relay goes back to waiting after a pass and is woken again.
+        for _ in range(2):
+            appt = clinic.book()
+            # Raises after WAIT (15 s); without the wake it would take up to 600 s.
+            event = probe.wait_event("appointment:created", appt["id"]).json()
+            assert event["seq"] == clinic.latest_seq()
+    finally:
+        probe.close()
+
+
+def test_a_refused_publish_is_not_marked_published_and_goes_out_once_allowed(
+    private_stack: Stack,
+) -> None:
+    stack = private_stack
+    clinic = Clinic.create(stack)
+    _wait_all_published(stack)  # the clinic's own setup is out of the way
+    creds = stack.credentials(clinic.front_desk)
+    sub = stack.probe(creds, transport="tcp", **SESSION)
+    assert not sub.connect().is_failure
+    try:
+        assert not sub.subscribe(_appointment_filter(clinic)).is_failure
+
+        # The broker stops letting the relay publish (and disconnects it).
+        with _broker_admin(stack) as admin:
+            _dynsec(admin, {"command": "removeRoleACL", "rolename": SERVICE_ROLE, **SERVICE_ACL})
+            assert ("publishClientSend", "tenants/#", True) not in _service_acls(admin)
+
+        appt = clinic.book()
+        booked_at = time.monotonic()
+        deadline = booked_at + WAIT + REFUSED_FOR
+        refused = False
+        while True:
+            checks = _checks(stack)
+            # Refused (PUBACK 0x87) is not acknowledged: the event stays in the outbox.
+            assert checks["relayLag"]["unpublished"] >= 1, checks
+            error = checks["broker"]["lastError"] or ""
+            refused = refused or ("refused" in error and "Not authorized" in error)
+            if refused and time.monotonic() - booked_at >= REFUSED_FOR:
+                break
+            assert time.monotonic() < deadline, f"the relay never reported a refusal: {checks}"
+            time.sleep(0.1)
+        refused_ids = [e["entityId"] for e in _events(sub.drain())]
+        assert appt["id"] not in refused_ids
+        assert sub.disconnects.empty()
+
+        # Allowed again: the event goes out, once.
+        with _broker_admin(stack) as admin:
+            _dynsec(
+                admin,
+                {
+                    "command": "addRoleACL",
+                    "rolename": SERVICE_ROLE,
+                    **SERVICE_ACL,
+                    "allow": True,
+                    "priority": 0,
+                },
+            )
+            assert ("publishClientSend", "tenants/#", True) in _service_acls(admin)
+        first = sub.wait_event("appointment:created", appt["id"]).json()
+        barrier = clinic.book()
+        sub.wait_event("appointment:created", barrier["id"])
+        ids = [first["id"], *(e["id"] for e in _events(sub.drain()))]
+        assert ids.count(first["id"]) == 1, ids
+        _wait_all_published(stack)
+    finally:
+        sub.close()
+
+
+def test_a_rejected_change_publishes_nothing(stack: Stack, clinic: Clinic) -> None:
+    http = stack.http(clinic.front_desk)
+    probe = stack.connected_probe(clinic.front_desk, transport="tcp")
+    try:
+        assert not probe.subscribe(_appointment_filter(clinic)).is_failure
+        appt = clinic.book()
+        created = probe.wait_event("appointment:created", appt["id"]).json()
+        r = http.post(
+            f"/appointments/{appt['id']}/status", json={"status": "cancelled", "reason": "ill"}
+        )
+        assert r.status_code == 200, r.text
+        cancelled = probe.wait_event("appointment:cancelled", appt["id"]).json()
+        probe.drain()  # from here on, only what arrives after the cancel event
+
+        # Refused changes: an illegal transition, an invalid and a forbidden reschedule.
+        r = http.post(f"/appointments/{appt['id']}/status", json={"status": "checked_in"})
+        assert r.status_code == 409, r.text
+        start = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=1)
+        r = http.post(
+            f"/appointments/{appt['id']}/reschedule",
+            json={
+                "scheduledStart": start.isoformat(),
+                "scheduledEnd": (start - timedelta(minutes=30)).isoformat(),
+            },
+        )
+        assert r.status_code == 422, r.text
+        r = http.post(
+            f"/appointments/{appt['id']}/reschedule",
+            json={
+                "scheduledStart": start.isoformat(),
+                "scheduledEnd": (start + timedelta(minutes=30)).isoformat(),
+            },
+        )
+        assert r.status_code == 409, r.text
+        assert http.get(f"/appointments/{appt['id']}").json()["status"] == "cancelled"
+
+        # Published in seq order: once the barrier arrived, anything before it has too.
+        barrier = clinic.book()
+        last = probe.wait_event("appointment:created", barrier["id"]).json()
+        between = _events(probe.drain())
+        # Delivery is at least once: the cancel event may come again, nothing else may.
+        assert [
+            e for e in between if e["entityId"] == appt["id"] and e["id"] != cancelled["id"]
+        ] == []
+        assert last["seq"] == cancelled["seq"] + 1
+
+        page = http.get("/events", params={"after": created["seq"] - 1}).json()
+        assert [(e["seq"], e["type"], e["entityId"]) for e in page["events"]] == [
+            (created["seq"], "appointment:created", appt["id"]),
+            (cancelled["seq"], "appointment:cancelled", appt["id"]),
+            (last["seq"], "appointment:created", barrier["id"]),
+        ]
+        assert page["latestSeq"] == last["seq"]
+    finally:
+        probe.close()
