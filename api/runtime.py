@@ -114,8 +114,9 @@ async def _prune_loop(rt: Runtime) -> None:
     while True:
         try:
             removed = await anyio.to_thread.run_sync(prune)
-            if removed:
-                log.info("pruned %d events past replay retention", removed)
+            forgotten = await rt.issuer.prune(keep)
+            if removed or forgotten:
+                log.info("pruned %d events and %d ended sessions", removed, forgotten)
         except Exception:
             log.warning("pruning failed", exc_info=True)
         await asyncio.sleep(3600)

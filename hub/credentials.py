@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from typing import TypeVar
 
 import anyio.to_thread
-from sqlalchemy import Index, Integer, String, func, select, update
+from sqlalchemy import Index, Integer, String, delete, func, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
 from hub.broker_admin import Acl, BrokerAdmin, Role
@@ -356,6 +356,20 @@ class CredentialIssuer(BackgroundService):
         for name in names:
             await self._remove(name)
         return len(names)
+
+    async def prune(self, older_than: timedelta) -> int:
+        """Forget sessions removed from the broker longer ago than ``older_than``."""
+        cutoff = self._clock() - older_than
+
+        def forget(session: Session) -> int:
+            result = session.execute(
+                delete(BrokerSession).where(
+                    BrokerSession.removed_at.is_not(None), BrokerSession.removed_at < cutoff
+                )
+            )
+            return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+        return await self._db(forget)
 
     async def reconcile(self) -> int:
         """Delete broker clients this issuer made that the database no longer knows

@@ -95,3 +95,26 @@ async def test_live_sessions_are_bounded_in_all(private_stack: Stack) -> None:
             await bounded.issue(tenant="t-cap", user_id="u-2", not_after=far)
     finally:
         engine.dispose()
+
+
+async def test_ended_sessions_are_forgotten_after_retention(private_stack: Stack) -> None:
+    stack = private_stack
+    engine = make_engine(stack.db.url)
+    admin = DynsecAdmin(
+        host="127.0.0.1",
+        port=stack.broker.mqtt_port,
+        username="hub-admin",
+        password=stack.broker.secrets.admin_password,
+    )
+    try:
+        async with admin:
+            await admin.wait_connected(10)
+            issuer = CredentialIssuer(admin=admin, sessions=make_sessionmaker(engine))
+            far = utcnow() + timedelta(hours=1)
+            ended = await issuer.issue(tenant="t-old", user_id="u-1", not_after=far)
+            await issuer.revoke(tenant="t-old", client_id=ended.client_id)
+            await issuer.issue(tenant="t-old", user_id="u-2", not_after=far)
+            assert await issuer.prune(timedelta(days=1)) == 0  # ended just now: kept
+            assert await issuer.prune(timedelta(seconds=-1)) == 1  # only the ended one
+    finally:
+        engine.dispose()
