@@ -3,13 +3,12 @@ refuses dead credentials and disconnects live sessions that hold them."""
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
 from tests.support.clinic import Clinic
-from tests.support.mqtt import WAIT, Probe
+from tests.support.mqtt import WAIT, dynsec
 from tests.support.stack import Stack
 
 
@@ -134,15 +133,6 @@ def test_live_sessions_per_user_are_bounded(stack: Stack, clinic: Clinic) -> Non
     newest.close()
 
 
-def _dynsec(admin: Probe, *commands: dict) -> list[dict]:
-    admin.messages = type(admin.messages)()
-    corr = uuid.uuid4().hex
-    body = {"commands": [dict(c, correlationData=f"{corr}:{i}") for i, c in enumerate(commands)]}
-    admin.publish("$CONTROL/dynamic-security/v1", json.dumps(body))
-    msg = admin.wait_for(lambda m: corr.encode() in m.payload)
-    return msg.json()["responses"]  # type: ignore[no-any-return]
-
-
 def test_deleting_a_role_held_by_issued_clients_does_not_crash_the_broker(
     stack: Stack, clinic: Clinic
 ) -> None:
@@ -155,15 +145,13 @@ def test_deleting_a_role_held_by_issued_clients_does_not_crash_the_broker(
     assert not admin.connect().is_failure
     try:
         admin.subscribe("$CONTROL/dynamic-security/v1/response")
-        (reply,) = _dynsec(admin, {"command": "getClient", "username": creds[0]["username"]})
+        (reply,) = dynsec(admin, {"command": "getClient", "username": creds[0]["username"]})
         roles = {r["rolename"] for r in reply["data"]["client"]["roles"]}
         assert roles == {f"tenant.{clinic.tenant}", f"user.{clinic.tenant}.u-0"}
         assert reply["data"]["client"]["clientid"] == creds[0]["clientId"]
-        (deleted,) = _dynsec(
-            admin, {"command": "deleteRole", "rolename": f"tenant.{clinic.tenant}"}
-        )
+        (deleted,) = dynsec(admin, {"command": "deleteRole", "rolename": f"tenant.{clinic.tenant}"})
         assert "error" not in deleted
-        (listed,) = _dynsec(admin, {"command": "listRoles"})
+        (listed,) = dynsec(admin, {"command": "listRoles"})
         assert f"tenant.{clinic.tenant}" not in listed["data"]["roles"]
     finally:
         admin.close()
@@ -187,7 +175,7 @@ def test_reaper_keeps_the_broker_client_count_bounded(stack: Stack, clinic: Clin
         admin.subscribe("$CONTROL/dynamic-security/v1/response")
         deadline = time.monotonic() + WAIT + 5
         while True:
-            (listed,) = _dynsec(admin, {"command": "listClients"})
+            (listed,) = dynsec(admin, {"command": "listClients"})
             remaining = usernames & set(listed["data"]["clients"])
             if not remaining or time.monotonic() > deadline:
                 break
@@ -202,7 +190,7 @@ def _roles(stack: Stack) -> set[str]:
     assert not admin.connect().is_failure
     try:
         admin.subscribe("$CONTROL/dynamic-security/v1/response")
-        (listed,) = _dynsec(admin, {"command": "listRoles"})
+        (listed,) = dynsec(admin, {"command": "listRoles"})
         return set(listed["data"]["roles"])
     finally:
         admin.close()
@@ -238,7 +226,7 @@ def test_issuance_recovers_when_a_role_was_deleted_elsewhere(stack: Stack, clini
     assert not admin.connect().is_failure
     try:
         admin.subscribe("$CONTROL/dynamic-security/v1/response")
-        (deleted,) = _dynsec(
+        (deleted,) = dynsec(
             admin, {"command": "deleteRole", "rolename": f"user.{clinic.tenant}.{user}"}
         )
         assert "error" not in deleted

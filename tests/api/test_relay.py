@@ -5,9 +5,7 @@ goes out once allowed, and a change the api refused publishes nothing."""
 from __future__ import annotations
 
 import contextlib
-import json
 import time
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,7 +16,7 @@ import pytest
 
 from tests.conftest import BACKENDS, _require_backend
 from tests.support.clinic import Clinic
-from tests.support.mqtt import WAIT, Probe, Received
+from tests.support.mqtt import WAIT, Probe, Received, dynsec
 from tests.support.stack import Stack
 
 SESSION = {"clean_start": False, "session_expiry": 3600}
@@ -78,13 +76,9 @@ def _broker_admin(stack: Stack) -> Iterator[Probe]:
 
 def _dynsec(admin: Probe, command: dict[str, Any]) -> dict[str, Any]:
     """Run one dynsec command as the broker admin; its reply, which must not be an error."""
-    corr = uuid.uuid4().hex
-    body = {"commands": [{**command, "correlationData": corr}]}
-    assert not admin.publish(DYNSEC, json.dumps(body)).is_failure
-    reply = admin.wait_for(lambda m: corr.encode() in m.payload)
-    (response,) = reply.json()["responses"]
+    (response,) = dynsec(admin, command)
     assert "error" not in response, response
-    return response  # type: ignore[no-any-return]
+    return response
 
 
 def _service_acls(admin: Probe) -> list[tuple[str, str, bool]]:

@@ -14,14 +14,18 @@ from tests.support.mqtt import Probe
 from tests.support.stack import Stack
 
 
-async def test_device_credentials_keep_their_roles_and_lifetime(stack: Stack) -> None:
-    engine = make_engine(stack.db.url)
-    admin = DynsecAdmin(
+def _admin(stack: Stack) -> DynsecAdmin:
+    return DynsecAdmin(
         host="127.0.0.1",
         port=stack.broker.mqtt_port,
         username="hub-admin",
         password=stack.broker.secrets.admin_password,
     )
+
+
+async def test_device_credentials_keep_their_roles_and_lifetime(stack: Stack) -> None:
+    engine = make_engine(stack.db.url)
+    admin = _admin(stack)
     kiosk_role = Role(
         "kiosk.t-lib.k-1",
         (
@@ -75,12 +79,7 @@ async def test_device_credentials_keep_their_roles_and_lifetime(stack: Stack) ->
 async def test_live_sessions_are_bounded_in_all(private_stack: Stack) -> None:
     stack = private_stack  # an empty database: no other live sessions count
     engine = make_engine(stack.db.url)
-    admin = DynsecAdmin(
-        host="127.0.0.1",
-        port=stack.broker.mqtt_port,
-        username="hub-admin",
-        password=stack.broker.secrets.admin_password,
-    )
+    admin = _admin(stack)
     try:
         async with admin:
             await admin.wait_connected(10)
@@ -100,12 +99,7 @@ async def test_live_sessions_are_bounded_in_all(private_stack: Stack) -> None:
 async def test_ended_sessions_are_forgotten_after_retention(private_stack: Stack) -> None:
     stack = private_stack
     engine = make_engine(stack.db.url)
-    admin = DynsecAdmin(
-        host="127.0.0.1",
-        port=stack.broker.mqtt_port,
-        username="hub-admin",
-        password=stack.broker.secrets.admin_password,
-    )
+    admin = _admin(stack)
     try:
         async with admin:
             await admin.wait_connected(10)

@@ -7,6 +7,7 @@ import json
 import queue
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -183,3 +184,13 @@ class Probe:
         # the garbage collector may run after the sockets' own finalizers (a
         # ResourceWarning, an error under filterwarnings=error).
         self.client._reset_sockets()
+
+
+def dynsec(admin: Probe, *commands: dict[str, Any]) -> list[dict[str, Any]]:
+    """Run dynsec commands as the broker admin (subscribed to the response topic);
+    their replies, in order."""
+    corr = uuid.uuid4().hex
+    body = {"commands": [{**c, "correlationData": f"{corr}:{i}"} for i, c in enumerate(commands)]}
+    assert not admin.publish("$CONTROL/dynamic-security/v1", json.dumps(body)).is_failure
+    reply = admin.wait_for(lambda m: corr.encode() in m.payload)
+    return reply.json()["responses"]  # type: ignore[no-any-return]
