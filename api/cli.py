@@ -66,7 +66,11 @@ def _cmd_up(args: argparse.Namespace) -> int:
     settings = Settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     layout = BrokerLayout(settings.data_dir)
-    prepare_broker_state(layout)
+    prepare_broker_state(
+        layout,
+        admin_username=settings.broker_admin_username,
+        admin_password=settings.broker_admin_password,
+    )
     config = render_config(
         layout,
         mqtt_port=settings.mqtt_port,

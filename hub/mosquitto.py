@@ -100,7 +100,9 @@ def dynsec_password_fields(password: str, *, iterations: int) -> dict[str, objec
     }
 
 
-def write_dynsec_file(path: Path, admin_password: str) -> None:
+def write_dynsec_file(
+    path: Path, admin_password: str, *, admin_username: str = ADMIN_USERNAME
+) -> None:
     """Create the Dynamic Security file: the admin account, nothing else, and a default
     ACL access that denies all but unsubscribing.
 
@@ -118,7 +120,7 @@ def write_dynsec_file(path: Path, admin_password: str) -> None:
         },
         "clients": [
             {
-                "username": ADMIN_USERNAME,
+                "username": admin_username,
                 "textName": "hub broker administration",
                 **dynsec_password_fields(admin_password, iterations=_ADMIN_PBKDF2_ITERATIONS),
                 "roles": [{"rolename": "hub.admin"}],
@@ -134,12 +136,20 @@ def write_dynsec_file(path: Path, admin_password: str) -> None:
     tmp.replace(path)
 
 
-def prepare_broker_state(layout: BrokerLayout) -> BrokerSecrets:
-    """First start: generate the secrets and the dynsec file with the admin account."""
+def prepare_broker_state(
+    layout: BrokerLayout,
+    *,
+    admin_username: str = ADMIN_USERNAME,
+    admin_password: str | None = None,
+) -> BrokerSecrets:
+    """First start: generate the secrets and the dynsec file with the admin account
+    (a configured admin password wins over the generated one)."""
     layout.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     secrets = layout.secrets()
+    if admin_password:
+        secrets = BrokerSecrets(admin_password, secrets.service_password)
     if not layout.dynsec_file.exists():
-        write_dynsec_file(layout.dynsec_file, secrets.admin_password)
+        write_dynsec_file(layout.dynsec_file, secrets.admin_password, admin_username=admin_username)
     return secrets
 
 
