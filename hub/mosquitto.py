@@ -224,6 +224,9 @@ class MosquittoProcess:
                 [self.executable, "-c", str(self.config_file)],
                 stdout=out,
                 stderr=subprocess.STDOUT,
+                # Its own process group: a terminal's Ctrl-C reaches only `hub up`,
+                # which stops the api first and then the broker (SIGTERM).
+                process_group=0,
             )
         finally:
             if self.log_file:
