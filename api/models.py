@@ -4,7 +4,6 @@ the tenant in the foreign key, so the database itself refuses a cross-tenant lin
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -96,7 +95,3 @@ class Appointment(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
     version: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
-
-
-def as_dict(obj: Any) -> dict[str, Any]:
-    return {c.key: getattr(obj, c.key) for c in obj.__table__.columns}

@@ -29,10 +29,6 @@ def validate_id(value: str, what: str = "id") -> str:
     return value
 
 
-def is_valid_id(value: object) -> bool:
-    return isinstance(value, str) and _ID_RE.fullmatch(value) is not None
-
-
 def _segment(value: str, what: str) -> str:
     if not _SEGMENT_RE.fullmatch(value):
         raise ValueError(f"invalid {what} {value!r}")
