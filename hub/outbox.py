@@ -8,6 +8,7 @@ replay log behind ``GET /events``.
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -115,6 +116,7 @@ class EmittedEvent:
 
 # --- commit notification: wakes relays in this process as soon as events commit ---
 
+log = logging.getLogger("hub.outbox")
 _commit_listeners: set[Callable[[], None]] = set()
 _DIRTY = "hub.outbox.dirty"
 
@@ -131,7 +133,12 @@ def remove_commit_listener(listener: Callable[[], None]) -> None:
 def _after_commit(session: Session) -> None:
     if session.info.pop(_DIRTY, False):
         for listener in list(_commit_listeners):
-            listener()
+            # The commit has happened: a failing listener must not turn it into an
+            # error for the caller. The relay's poll still finds the events.
+            try:
+                listener()
+            except Exception:
+                log.exception("outbox commit listener failed")
 
 
 @event.listens_for(Session, "after_rollback")

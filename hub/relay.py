@@ -11,6 +11,7 @@ Delivery is at least once; subscribers de-duplicate by event id.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import random
@@ -108,8 +109,9 @@ class Relay(BackgroundService):
     def wake(self) -> None:
         """Thread-safe: publish now (called after every commit that wrote events)."""
         loop = self._loop
-        if loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(self._wake.set)
+        if loop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                loop.call_soon_threadsafe(self._wake.set)
 
     def _starting(self) -> None:
         self._loop = asyncio.get_running_loop()
