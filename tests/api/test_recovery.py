@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
 
 import httpx
 import sqlalchemy as sa
@@ -16,10 +18,13 @@ from tests.support.stack import Stack
 SESSION = {"clean_start": False, "session_expiry": 3600}
 
 
+def _events_of(messages: list[Received]) -> list[dict[str, Any]]:
+    """The event envelopes among ``messages`` (not snapshots, not meta/seq)."""
+    return [m.json() for m in messages if m.payload and not m.retain and "/meta/" not in m.topic]
+
+
 def _event_ids(messages: list[Received]) -> list[str]:
-    return [
-        m.json()["id"] for m in messages if m.payload and not m.retain and "/meta/" not in m.topic
-    ]
+    return [e["id"] for e in _events_of(messages)]
 
 
 def _persistent(stack: Stack, clinic: Clinic) -> tuple[dict, Probe]:
@@ -224,3 +229,40 @@ def test_replay_beyond_retention_is_gone(stack: Stack, clinic: Clinic) -> None:
         }
     finally:
         engine.dispose()
+
+
+def test_events_the_broker_dropped_from_a_full_queue_are_recovered_by_replay(
+    tmp_path: Path,
+) -> None:
+    """Mosquitto drops QoS 1 messages silently once an offline session's queue is full
+    (the publisher still gets its PUBACK). The contract's recovery finds the gap: the
+    retained meta/seq is ahead of what arrived, and GET /events fills it."""
+    stack = Stack.create("sqlite", tmp_path / "stack", broker_config=("max_queued_messages 3",))
+    try:
+        clinic = Clinic.create(stack)
+        start = clinic.latest_seq()
+        creds, probe = _persistent(stack, clinic)
+        probe.close()
+        booked = [clinic.book() for _ in range(6)]
+        latest = clinic.latest_seq()
+        assert latest == start + 6
+        back = stack.probe(creds, transport="tcp", **SESSION)
+        try:
+            assert not back.connect().is_failure
+            assert back.session_present
+            # What a client does on every connect: read the retained meta/seq.
+            back.subscribe(f"tenants/{clinic.tenant}/meta/seq")
+            meta = back.wait_for(lambda m: m.topic.endswith("/meta/seq") and m.retain)
+            assert meta.json()["seq"] == latest
+            received = [e["seq"] for e in _events_of(back.drain())]
+            assert len(received) <= 3  # the broker kept no more than its queue allows
+            have = max(received, default=start)
+            assert have < latest  # the gap the client must notice
+            page = stack.http(clinic.front_desk).get("/events", params={"after": have}).json()
+            recovered = [e["seq"] for e in page["events"]]
+            assert sorted(set(received) | set(recovered)) == list(range(start + 1, latest + 1))
+            assert {e["entityId"] for e in page["events"]} <= {b["id"] for b in booked}
+        finally:
+            back.close()
+    finally:
+        stack.close()

@@ -34,13 +34,18 @@ def free_port() -> int:
 
 
 class Broker:
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, *, extra_config: tuple[str, ...] = ()) -> None:
+        """``extra_config``: lines appended to the generated configuration, which
+        override broker-config/ (the later setting wins)."""
         self.data_dir = data_dir
         self.layout = BrokerLayout(data_dir)
         self.secrets = prepare_broker_state(self.layout)
         self.mqtt_port = free_port()
         self.ws_port = free_port()
         config = render_config(self.layout, mqtt_port=self.mqtt_port, ws_port=self.ws_port)
+        if extra_config:
+            with config.open("a", encoding="utf-8") as fh:
+                fh.write("\n".join(extra_config) + "\n")
         self.process = MosquittoProcess(
             config,
             mqtt_port=self.mqtt_port,
@@ -175,9 +180,11 @@ class Stack:
     _clients: list[httpx.Client] = field(default_factory=list)
 
     @classmethod
-    def create(cls, backend: str, tmp: Path, **extra_env: str) -> Stack:
+    def create(
+        cls, backend: str, tmp: Path, *, broker_config: tuple[str, ...] = (), **extra_env: str
+    ) -> Stack:
         tmp.mkdir(parents=True, exist_ok=True)
-        broker = Broker(tmp / "data")
+        broker = Broker(tmp / "data", extra_config=broker_config)
         broker.start()
         try:
             db = Database(backend, tmp)
