@@ -15,8 +15,6 @@ from tests.support.clinic import Clinic
 from tests.support.mqtt import Probe, Received
 from tests.support.stack import Stack
 
-SESSION = {"clean_start": False, "session_expiry": 3600}
-
 
 def _events_of(messages: list[Received]) -> list[dict[str, Any]]:
     """The event envelopes among ``messages`` (not snapshots, not meta/seq)."""
@@ -29,8 +27,7 @@ def _event_ids(messages: list[Received]) -> list[str]:
 
 def _persistent(stack: Stack, clinic: Clinic) -> tuple[dict, Probe]:
     creds = stack.credentials(clinic.front_desk)
-    probe = stack.probe(creds, transport="tcp", **SESSION)
-    assert not probe.connect().is_failure
+    probe = stack.reconnect(creds)
     assert not probe.subscribe(f"tenants/{clinic.tenant}/patients/+/appointment/+/+").is_failure
     return creds, probe
 
@@ -61,9 +58,8 @@ def test_event_committed_while_broker_is_down_is_delivered_once_after_it_returns
         assert ready.json()["checks"]["broker"]["ok"] is False
     finally:
         stack.broker.start()
-    back = stack.probe(creds, transport="tcp", **SESSION)
+    back = stack.reconnect(creds)
     try:
-        assert not back.connect().is_failure
         first = back.wait_event("appointment:created", appt["id"])
         barrier = clinic.book()
         back.wait_event("appointment:created", barrier["id"])
@@ -83,9 +79,8 @@ def test_relay_publishes_what_a_crashed_api_left_behind(private_stack: Stack) ->
     stack.api.kill()  # kill -9: the event is committed but was never published
     stack.broker.start()
     stack.api.start()
-    back = stack.probe(creds, transport="tcp", **SESSION)
+    back = stack.reconnect(creds)
     try:
-        assert not back.connect().is_failure
         assert (
             back.wait_event("appointment:created", appt["id"]).json()["seq"] == clinic.latest_seq()
         )
@@ -110,9 +105,8 @@ def test_queued_events_survive_a_broker_crash(private_stack: Stack) -> None:
     time.sleep(3.5)  # ... and past one autosave interval (2 s) of the broker
     stack.broker.kill()
     stack.broker.start()
-    back = stack.probe(creds, transport="tcp", **SESSION)
+    back = stack.reconnect(creds)
     try:
-        assert not back.connect().is_failure
         assert back.session_present
         back.wait_event("appointment:created", appt["id"])
     finally:
@@ -130,9 +124,8 @@ def test_persistent_session_gets_what_it_missed_in_order(stack: Stack, clinic: C
         ).status_code
         == 200
     )
-    back = stack.probe(creds, transport="tcp", **SESSION)
+    back = stack.reconnect(creds)
     try:
-        assert not back.connect().is_failure
         assert back.session_present
         back.wait_event("appointment:checkedin", booked[0]["id"])
         got = [m.json() for m in back.drain() if m.payload and not m.retain]
@@ -246,9 +239,8 @@ def test_events_the_broker_dropped_from_a_full_queue_are_recovered_by_replay(
         booked = [clinic.book() for _ in range(6)]
         latest = clinic.latest_seq()
         assert latest == start + 6
-        back = stack.probe(creds, transport="tcp", **SESSION)
+        back = stack.reconnect(creds)
         try:
-            assert not back.connect().is_failure
             assert back.session_present
             # What a client does on every connect: read the retained meta/seq.
             back.subscribe(f"tenants/{clinic.tenant}/meta/seq")

@@ -9,6 +9,21 @@ from typing import Any
 
 from tests.support.stack import Stack
 
+# What the contract says every appointment event's data carries at least.
+APPOINTMENT_FIELDS = frozenset(
+    {
+        "id",
+        "patientId",
+        "patientName",
+        "providerId",
+        "providerName",
+        "locationId",
+        "scheduledStart",
+        "scheduledEnd",
+        "status",
+    }
+)
+
 
 def new_tenant() -> str:
     return f"t-{uuid.uuid4().hex[:10]}"

@@ -258,6 +258,14 @@ class Stack:
             session_expiry=session_expiry,
         )
 
+    def reconnect(self, creds: dict[str, Any]) -> Probe:
+        """Connect on the persistent session of these credentials (TCP, clean start
+        false, one hour of session expiry), as a client coming back does."""
+        probe = self.probe(creds, transport="tcp", clean_start=False, session_expiry=3600)
+        rc = probe.connect()
+        assert not rc.is_failure, rc
+        return probe
+
     def connected_probe(self, token: str, **kwargs: Any) -> Probe:
         probe = self.probe(self.credentials(token), **kwargs)
         rc = probe.connect()
