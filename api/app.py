@@ -14,7 +14,21 @@ from fastapi.staticfiles import StaticFiles
 from api.domain.appointments import Clinic
 from api.errors import install_error_handlers
 from api.limits import BodySizeLimit
-from api.routers import appointments, dev, directory, events, health, patients, realtime
+from api.routers import (
+    appointments,
+    biopsies,
+    claims,
+    dev,
+    directory,
+    encounters,
+    events,
+    health,
+    notifications,
+    patients,
+    payments,
+    prior_auths,
+    realtime,
+)
 from api.runtime import running
 from api.settings import Settings
 
@@ -61,7 +75,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.clinic = Clinic(settings.clinic_timezone)
     install_error_handlers(app)
-    for router in (health, realtime, events, patients, appointments, directory):
+    for router in (
+        health,
+        realtime,
+        events,
+        notifications,
+        patients,
+        appointments,
+        encounters,
+        biopsies,
+        claims,
+        payments,
+        prior_auths,
+        directory,
+    ):
         app.include_router(router.router)
     if settings.development:
         app.include_router(dev.router)

@@ -57,5 +57,14 @@ def require_roles(*roles: str) -> Callable[[Principal], Principal]:
 
 
 Clinical = Annotated[Principal, Depends(require_roles("front_desk", "provider", "admin"))]
+Clinician = Annotated[Principal, Depends(require_roles("provider", "admin"))]
+Provider = Annotated[Principal, Depends(require_roles("provider"))]
+# Lab integrations post results as a service; staff may enter one from a paper report.
+ResultEntry = Annotated[Principal, Depends(require_roles("service", "provider", "admin"))]
+Billing = Annotated[Principal, Depends(require_roles("billing", "admin"))]
+# Claim and prior-auth decisions also come from clearinghouse and payer integrations.
+PayerDecision = Annotated[Principal, Depends(require_roles("billing", "admin", "service"))]
+Cashier = Annotated[Principal, Depends(require_roles("front_desk", "billing", "admin"))]
+Requester = Annotated[Principal, Depends(require_roles("provider", "billing", "admin"))]
 Admin = Annotated[Principal, Depends(require_roles("admin"))]
 ServiceOrAdmin = Annotated[Principal, Depends(require_roles("service", "admin"))]

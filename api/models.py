@@ -14,6 +14,7 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
+    Text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -55,6 +56,10 @@ class Patient(Base):
     phone: Mapped[str | None] = mapped_column(String(32))
     email: Mapped[str | None] = mapped_column(String(254))
     balance_cents: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    insurance_payer_id: Mapped[str | None] = mapped_column(String(64))
+    insurance_member_id: Mapped[str | None] = mapped_column(String(64))
+    insurance_eligible: Mapped[bool | None] = mapped_column(Boolean)
+    insurance_verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
     version: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
@@ -92,6 +97,170 @@ class Appointment(Base):
     status: Mapped[str] = mapped_column(String(16), nullable=False)
     reason: Mapped[str | None] = mapped_column(String(500))
     cancel_reason: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    version: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
+
+
+def _fk(column: str, table: str, name: str) -> ForeignKeyConstraint:
+    """A reference inside one tenant: (tenant, column) -> (table.tenant, table.id)."""
+    return ForeignKeyConstraint(["tenant", column], [f"{table}.tenant", f"{table}.id"], name=name)
+
+
+class Encounter(Base):
+    __tablename__ = "encounters"
+    __table_args__ = (
+        _fk("patient_id", "patients", "fk_enc_patient"),
+        _fk("provider_id", "staff", "fk_enc_provider"),
+        _fk("appointment_id", "appointments", "fk_enc_appointment"),
+        Index("ix_encounters_patient", "tenant", "patient_id"),
+    )
+
+    tenant: Mapped[str] = mapped_column(String(40), primary_key=True)
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    patient_id: Mapped[str] = mapped_column(String(64), nullable=False)
+    provider_id: Mapped[str] = mapped_column(String(64), nullable=False)
+    appointment_id: Mapped[str | None] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), nullable=False)
+    chief_complaint: Mapped[str | None] = mapped_column(String(1000))
+    assessment: Mapped[str | None] = mapped_column(Text)
+    plan: Mapped[str | None] = mapped_column(Text)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    signed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    signed_by: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    version: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
+
+
+class Biopsy(Base):
+    __tablename__ = "biopsies"
+    __table_args__ = (
+        _fk("patient_id", "patients", "fk_bx_patient"),
+        _fk("ordering_provider_id", "staff", "fk_bx_provider"),
+        _fk("encounter_id", "encounters", "fk_bx_encounter"),
+        Index("ix_biopsies_patient", "tenant", "patient_id"),
+        Index("ix_biopsies_status", "tenant", "status"),
+    )
+
+    tenant: Mapped[str] = mapped_column(String(40), primary_key=True)
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    patient_id: Mapped[str] = mapped_column(String(64), nullable=False)
+    ordering_provider_id: Mapped[str] = mapped_column(String(64), nullable=False)
+    encounter_id: Mapped[str | None] = mapped_column(String(64))
+    site: Mapped[str] = mapped_column(String(200), nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False)
+    diagnosis: Mapped[str | None] = mapped_column(String(1000))
+    concerning: Mapped[bool | None] = mapped_column(Boolean)
+    critical: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    resulted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    reviewed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    reviewed_by: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    version: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
+
+
+class Claim(Base):
+    __tablename__ = "claims"
+    __table_args__ = (
+        _fk("patient_id", "patients", "fk_claim_patient"),
+        _fk("encounter_id", "encounters", "fk_claim_encounter"),
+        Index("ix_claims_patient", "tenant", "patient_id"),
+        Index("ix_claims_status", "tenant", "status"),
+    )
+
+    tenant: Mapped[str] = mapped_column(String(40), primary_key=True)
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    patient_id: Mapped[str] = mapped_column(String(64), nullable=False)
+    payer_id: Mapped[str] = mapped_column(String(64), nullable=False)
+    encounter_id: Mapped[str | None] = mapped_column(String(64))
+    amount_cents: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False)
+    reason: Mapped[str | None] = mapped_column(String(500))
+    paid_amount_cents: Mapped[int | None] = mapped_column(BigInteger)
+    patient_responsibility_cents: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    submitted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    version: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
+
+
+class Payment(Base):
+    __tablename__ = "payments"
+    __table_args__ = (
+        _fk("patient_id", "patients", "fk_payment_patient"),
+        _fk("claim_id", "claims", "fk_payment_claim"),
+        Index("ix_payments_patient", "tenant", "patient_id"),
+    )
+
+    tenant: Mapped[str] = mapped_column(String(40), primary_key=True)
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    patient_id: Mapped[str] = mapped_column(String(64), nullable=False)
+    amount_cents: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    method: Mapped[str] = mapped_column(String(32), nullable=False)
+    claim_id: Mapped[str | None] = mapped_column(String(64))
+    reference: Mapped[str | None] = mapped_column(String(100))
+    received_by: Mapped[str] = mapped_column(String(128), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+
+
+class PriorAuth(Base):
+    __tablename__ = "prior_auths"
+    __table_args__ = (
+        _fk("patient_id", "patients", "fk_pa_patient"),
+        _fk("requested_by", "staff", "fk_pa_requester"),
+        Index("ix_prior_auths_patient", "tenant", "patient_id"),
+        Index("ix_prior_auths_status", "tenant", "status"),
+    )
+
+    tenant: Mapped[str] = mapped_column(String(40), primary_key=True)
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    patient_id: Mapped[str] = mapped_column(String(64), nullable=False)
+    payer_id: Mapped[str] = mapped_column(String(64), nullable=False)
+    item: Mapped[str] = mapped_column(String(200), nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False)
+    reason: Mapped[str | None] = mapped_column(String(500))
+    requested_by: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    version: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
+
+
+class Notification(Base):
+    """A notification for one user: stored, published to the user's topic, listed and
+    acknowledged through the api, so nothing depends on a browser being online.
+
+    ``next_action_at`` drives the escalation worker: when it passes, an
+    unacknowledged critical alert is re-sent or escalated (docs/notifications.md)."""
+
+    __tablename__ = "notifications"
+    __table_args__ = (
+        Index("ix_notifications_user", "tenant", "user_id", "acknowledged_at"),
+        Index("ix_notifications_entity", "tenant", "entity_id"),
+        Index("ix_notifications_due", "next_action_at"),
+    )
+
+    tenant: Mapped[str] = mapped_column(String(40), primary_key=True)
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(64), nullable=False)
+    kind: Mapped[str] = mapped_column(String(32), nullable=False)
+    severity: Mapped[str] = mapped_column(String(16), nullable=False)
+    title: Mapped[str] = mapped_column(String(200), nullable=False)
+    body: Mapped[str] = mapped_column(String(1000), nullable=False)
+    event_id: Mapped[str] = mapped_column(String(36), nullable=False)
+    event_type: Mapped[str] = mapped_column(String(64), nullable=False)
+    patient_id: Mapped[str] = mapped_column(String(64), nullable=False)
+    entity: Mapped[str] = mapped_column(String(32), nullable=False)
+    entity_id: Mapped[str] = mapped_column(String(64), nullable=False)
+    # The alert this one escalates (kind "escalation"), if any.
+    escalation_of: Mapped[str | None] = mapped_column(String(64))
+    attempt: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
+    escalated: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    next_action_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    escalate_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    acknowledged_by: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
     version: Mapped[int] = mapped_column(Integer, nullable=False, default=1)

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api.domain.appointments import Clinic
 from api.domain.board import refresh_day
+from api.domain.notifications import AlertPolicy, process_due
 from api.settings import Settings
 from hub.broker_admin import DynsecAdmin
 from hub.credentials import SERVICE_ROLE, CredentialIssuer
@@ -40,6 +41,7 @@ class Runtime:
     issuer: CredentialIssuer
     relay: Relay
     broker_ready: asyncio.Event
+    alert_policy: AlertPolicy
 
 
 def build_verifier(settings: Settings) -> TokenVerifier:
@@ -63,6 +65,14 @@ def build_verifier(settings: Settings) -> TokenVerifier:
         raise ValueError("no way to verify tokens is configured")
     return TokenVerifier(
         algorithms=["HS256"], key=secret, issuer=settings.jwt_issuer, audience=settings.jwt_audience
+    )
+
+
+def alert_policy(settings: Settings) -> AlertPolicy:
+    return AlertPolicy(
+        resend_after=timedelta(seconds=settings.critical_resend_seconds),
+        max_resends=settings.critical_max_resends,
+        escalate_after=timedelta(seconds=settings.critical_escalate_seconds),
     )
 
 
@@ -120,6 +130,23 @@ async def _prune_loop(rt: Runtime) -> None:
         except Exception:
             log.warning("pruning failed", exc_info=True)
         await asyncio.sleep(3600)
+
+
+async def _alert_loop(rt: Runtime) -> None:
+    """Re-send and escalate unacknowledged critical alerts when they are due. Runs in
+    every api process; ``process_due`` keeps two of them off the same alert."""
+
+    def work() -> int:
+        with rt.sessions() as session:
+            return process_due(session, rt.alert_policy)
+
+    while True:
+        try:
+            while await anyio.to_thread.run_sync(work):
+                pass  # a full batch: there may be more due right now
+        except Exception:
+            log.warning("alert re-send/escalation failed; retrying", exc_info=True)
+        await asyncio.sleep(rt.settings.notification_tick_seconds)
 
 
 async def _board_loop(rt: Runtime, clinic: Clinic) -> None:
@@ -186,6 +213,7 @@ async def running(settings: Settings) -> AsyncIterator[Runtime]:
         issuer=issuer,
         relay=relay,
         broker_ready=asyncio.Event(),
+        alert_policy=alert_policy(settings),
     )
     try:
         async with admin, issuer, relay:
@@ -195,6 +223,7 @@ async def running(settings: Settings) -> AsyncIterator[Runtime]:
                 asyncio.create_task(
                     _board_loop(rt, Clinic(settings.clinic_timezone)), name="hub-board"
                 ),
+                asyncio.create_task(_alert_loop(rt), name="hub-alerts"),
             ]
             try:
                 yield rt

@@ -4,12 +4,21 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from hub.secretfiles import load_or_create_secret
+
+DEFAULT_CRITICAL_DIAGNOSES = (
+    "malignant melanoma",
+    "melanoma",
+    "squamous cell carcinoma",
+    "basal cell carcinoma",
+    "severe atypia",
+    "severely atypical",
+)
 
 _PLACEHOLDERS = {"", "change-me", "changeme", "secret", "dev", "development"}
 
@@ -55,6 +64,18 @@ class Settings(BaseSettings):
     web_dist_dir: Path | None = None
     mosquitto_plugin: str | None = None  # the dynsec plugin; found in Debian's paths if unset
 
+    # A biopsy result is critical when its diagnosis contains one of these (any case),
+    # or when the result says concerning=true. Comma-separated in the environment.
+    critical_diagnoses: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: list(DEFAULT_CRITICAL_DIAGNOSES)
+    )
+    # An unacknowledged critical alert is re-sent every resend interval, at most
+    # max_resends times, and escalated to the tenant's admins after escalate seconds.
+    critical_resend_seconds: float = Field(default=300.0, gt=0)
+    critical_max_resends: int = Field(default=2, ge=0, le=20)
+    critical_escalate_seconds: float = Field(default=900.0, gt=0)
+    notification_tick_seconds: float = Field(default=5.0, gt=0)
+
     @field_validator(
         "database_url",
         "public_ws_url",
@@ -75,6 +96,16 @@ class Settings(BaseSettings):
     def _empty_is_unset(cls, value: object) -> object:
         # `HUB_JWT_ISSUER=` in a shell or compose file means "not set", not "must be ''".
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("critical_diagnoses", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = value.split(",")
+        if isinstance(value, list):
+            terms = [" ".join(str(v).lower().split()) for v in value]
+            return [t for t in terms if t]
+        return value
 
     @model_validator(mode="after")
     def _production_needs_real_secrets(self) -> Settings:

@@ -57,6 +57,9 @@ class PatientData(CamelModel):
     first_name: str = Field(min_length=1, max_length=100)
     last_name: str = Field(min_length=1, max_length=100)
     date_of_birth: date
+    sex: str | None = Field(default=None, max_length=16)
+    phone: str | None = Field(default=None, max_length=32)
+    email: str | None = Field(default=None, max_length=254)
     changed_fields: list[str] = Field(default_factory=list)
 
 
@@ -82,6 +85,9 @@ class EncounterData(CamelModel):
     appointment_id: OptionalId = None
     status: EncounterStatus
     chief_complaint: str | None = Field(default=None, max_length=1000)
+    assessment: str | None = Field(default=None, max_length=10000)
+    plan: str | None = Field(default=None, max_length=10000)
+    changed_fields: list[str] = Field(default_factory=list)
     completed_at: UtcDatetime | None = None
     signed_at: UtcDatetime | None = None
     signed_by: OptionalId = None
@@ -94,9 +100,11 @@ class BiopsyData(CamelModel):
     encounter_id: OptionalId = None
     site: str = Field(min_length=1, max_length=200)
     status: BiopsyStatus
+    previous_status: BiopsyStatus | None = None
     diagnosis: str | None = Field(default=None, max_length=1000)
     concerning: bool | None = None
     critical: bool = False
+    resulted_at: UtcDatetime | None = None
     reviewed_at: UtcDatetime | None = None
     reviewed_by: OptionalId = None
 
@@ -111,6 +119,9 @@ class ClaimData(CamelModel):
     previous_status: ClaimStatus | None = None
     reason: str | None = Field(default=None, max_length=500)
     paid_amount_cents: int | None = Field(default=None, ge=0)
+    # What the patient owes on this claim (after the payer paid or it was adjusted).
+    patient_responsibility_cents: int = Field(default=0, ge=0)
+    submitted_at: UtcDatetime | None = None
 
 
 class PaymentData(CamelModel):
@@ -120,6 +131,18 @@ class PaymentData(CamelModel):
     method: str = Field(min_length=1, max_length=32)
     claim_id: OptionalId = None
     balance_cents: int
+
+
+class BiopsyEscalatedData(CamelModel):
+    """A critical result stayed unacknowledged: the tenant's admins were alerted."""
+
+    id: str = _ID  # the biopsy
+    patient_id: str = _ID
+    ordering_provider_id: str = _ID
+    notification_id: str = _ID  # the unacknowledged alert
+    escalated_to: list[str]  # empty only when the tenant has nobody else to tell
+    unacknowledged_since: UtcDatetime
+    attempts: int = Field(ge=1)
 
 
 class PriorAuthData(CamelModel):
@@ -192,6 +215,12 @@ def _types() -> list[EventType]:
             "biopsy:result_received", b, "The pathology result arrived.", severity="critical"
         ),
         EventType("biopsy:reviewed", b, "The ordering provider reviewed the result."),
+        EventType(
+            "biopsy:escalated",
+            BiopsyEscalatedData,
+            "A critical result stayed unacknowledged and was escalated to the admins.",
+            severity="critical",
+        ),
         EventType("claim:created", c, "A claim was created."),
         EventType("claim:updated", c, "The claim's details changed."),
         EventType("claim:status_changed", c, "The claim's status changed."),

@@ -36,7 +36,7 @@ from hub.catalog import get_event_type
 from hub.db import Base, UTCDateTime, utcnow
 from hub.envelope import build_envelope, dumps
 from hub.errors import EventValidationError
-from hub.topics import event_topic, snapshot_topic, validate_id, validate_tenant
+from hub.topics import Topic, event_topic, snapshot_topic, validate_id, validate_tenant
 
 _BigId = BigInteger().with_variant(Integer(), "sqlite")
 
@@ -68,8 +68,10 @@ class OutboxEvent(Base):
     pk: Mapped[int] = mapped_column(_BigId, primary_key=True, autoincrement=True)
     id: Mapped[str] = mapped_column(String(36), unique=True, nullable=False)
     tenant: Mapped[str] = mapped_column(String(40), nullable=False)
-    # NULL for a snapshot refresh: a retained snapshot re-published without an event
-    # (today's board at the start of the day). Such rows never appear in replay.
+    # NULL for rows that are not events and never appear in replay: a snapshot
+    # refresh (a retained snapshot re-published without an event, today's board at the
+    # start of the day; snapshot_topic set) or a plain message such as a user's
+    # notification (snapshot_topic NULL; ``type`` names the kind of message).
     seq: Mapped[int | None] = mapped_column(BigInteger)
     type: Mapped[str] = mapped_column(String(64), nullable=False)
     actor: Mapped[str] = mapped_column(String(128), nullable=False)
@@ -265,6 +267,39 @@ def refresh_snapshot(session: Session, *, latest: OutboxEvent, keep_until: datet
             snapshot_topic=topic.value,
             snapshot_payload=latest.payload,
             snapshot_expires_at=keep_until,
+        )
+    )
+    session.info[_DIRTY] = True
+
+
+def enqueue_message(
+    session: Session,
+    *,
+    tenant: str,
+    topic: Topic,
+    body: dict[str, Any],
+    kind: str,
+    patient_id: str,
+    entity_id: str,
+    actor: str,
+) -> None:
+    """Queue a plain QoS 1 message (a user's notification) in ``session``'s
+    transaction. It is not an event: no seq, never replayed, not retained, but it is
+    published in commit order with the events around it, and only if this commits."""
+    if not topic.value.startswith(f"tenants/{validate_tenant(tenant)}/"):
+        raise ValueError(f"topic {topic.value!r} is outside tenant {tenant!r}")
+    session.add(
+        OutboxEvent(
+            id=str(uuid.uuid4()),
+            tenant=tenant,
+            seq=None,
+            type=kind,
+            actor=actor,
+            patient_id=patient_id,
+            entity_id=entity_id,
+            occurred_at=utcnow(),
+            topic=topic.value,
+            payload=dumps(body),
         )
     )
     session.info[_DIRTY] = True

@@ -47,7 +47,7 @@ log = logging.getLogger("hub.relay")
 class _Row:
     pk: int
     tenant: str
-    seq: int | None  # None: a snapshot refresh, not an event
+    seq: int | None  # None: a snapshot refresh or a plain message, not an event
     topic: str
     payload: str
     snapshot_topic: str | None
@@ -228,6 +228,8 @@ class Relay(BackgroundService):
             if row.seq is not None:
                 sends.append(self._send(client, row.topic, row.payload, retain=False))
                 newest[row.tenant] = max(row.seq, newest.get(row.tenant, 0))
+            elif row.snapshot_topic is None:  # a plain message: a user's notification
+                sends.append(self._send(client, row.topic, row.payload, retain=False))
             if row.snapshot_topic is not None:
                 remaining = (
                     int((row.snapshot_expires_at - now).total_seconds())

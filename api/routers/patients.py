@@ -5,10 +5,10 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from sqlalchemy import func, or_, select
 
-from api.deps import Clinical, CurrentUser, DbSession
-from api.errors import NotFound
+from api.deps import Cashier, Clinical, CurrentUser, DbSession
+from api.domain import patients as domain
 from api.models import Patient
-from api.schemas import PatientCreate, PatientOut
+from api.schemas import InsuranceVerify, PatientCreate, PatientOut, PatientUpdate
 from hub.db import utcnow
 from hub.ids import new_id
 
@@ -52,9 +52,33 @@ def search_patients(
 
 @router.get("/{patient_id}", response_model=PatientOut)
 def get_patient(patient_id: str, user: CurrentUser, db: DbSession) -> Patient:
-    patient = db.scalar(
-        select(Patient).where(Patient.tenant == user.tenant, Patient.id == patient_id)
+    return domain.get_patient(db, user.tenant, patient_id)
+
+
+@router.put("/{patient_id}", response_model=PatientOut)
+def update_patient(patient_id: str, body: PatientUpdate, user: Clinical, db: DbSession) -> Patient:
+    """Change demographics: the fields sent (at least one); ``version`` guards against
+    overwriting a change made meanwhile. Emits ``patient:updated`` if anything changed."""
+    return domain.update(
+        db,
+        tenant=user.tenant,
+        actor=user.sub,
+        patient_id=patient_id,
+        changes=body.changes(),
+        expected_version=body.version,
     )
-    if patient is None:
-        raise NotFound(f"patient {patient_id} not found")
-    return patient
+
+
+@router.post("/{patient_id}/insurance/verify", response_model=PatientOut)
+def verify_insurance(
+    patient_id: str, body: InsuranceVerify, user: Cashier, db: DbSession
+) -> Patient:
+    return domain.verify_insurance(
+        db,
+        tenant=user.tenant,
+        actor=user.sub,
+        patient_id=patient_id,
+        payer_id=body.payer_id,
+        member_id=body.member_id,
+        eligible=body.eligible,
+    )

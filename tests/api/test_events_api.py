@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from hub.catalog import CATALOG
 from tests.support.clinic import APPOINTMENT_FIELDS, Clinic
 from tests.support.stack import Stack
 
@@ -51,7 +52,8 @@ def test_catalog_lists_every_type_with_its_schema(stack: Stack, clinic: Clinic) 
     r = stack.http(clinic.front_desk).get("/events/catalog")
     assert r.status_code == 200
     events = {e["type"]: e for e in r.json()["events"]}
-    assert len(events) == 25
+    assert set(events) == set(CATALOG)
+    assert "biopsy:escalated" in events  # an extension of the contract's catalog
     appt = events["appointment:created"]["schema"]
     assert set(appt["required"]) >= APPOINTMENT_FIELDS
     assert events["biopsy:result_received"]["severity"] == "critical"

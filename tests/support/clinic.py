@@ -50,6 +50,14 @@ class Clinic:
             json={"id": "dr-1", "name": "Dr. One", "isProvider": True, "roles": ["provider"]},
         )
         assert r.status_code == 201, r.text
+        for staff in (
+            {"id": "dr-2", "name": "Dr. Two", "isProvider": True, "roles": ["provider"]},
+            {"id": "bl-1", "name": "Bill Ing", "roles": ["billing"]},
+            {"id": "bl-2", "name": "Bea Ling", "roles": ["billing"]},
+            {"id": "ad-1", "name": "Ad Min", "roles": ["admin"]},
+        ):
+            r = http.post("/staff", json=staff)
+            assert r.status_code == 201, r.text
         r = http.post("/locations", json={"id": "loc-1", "name": "Main"})
         assert r.status_code == 201, r.text
         r = stack.http(front).post(
@@ -75,6 +83,52 @@ class Clinic:
         )
         assert r.status_code == 201, r.text
         return r.json()  # type: ignore[no-any-return]
+
+    # Tokens of the directory's people: dr-1 and dr-2 (providers), bl-1 and bl-2
+    # (billing), ad-1 (admin), and a lab integration (service).
+    def token(self, user: str, role: str) -> str:
+        return self.stack.token(self.tenant, user, role)
+
+    @property
+    def provider(self) -> str:
+        return self.token("dr-1", "provider")
+
+    @property
+    def billing(self) -> str:
+        return self.token("bl-1", "billing")
+
+    @property
+    def lab(self) -> str:
+        return self.token("lab-1", "service")
+
+    def post(self, token: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        """A request that must succeed; its JSON answer."""
+        r = self.stack.http(token).post(path, json=body or {})
+        assert r.status_code in (200, 201), f"{path}: {r.status_code} {r.text}"
+        return r.json()  # type: ignore[no-any-return]
+
+    def biopsy(
+        self, *, site: str = "left forearm", patient_id: str | None = None
+    ) -> dict[str, Any]:
+        return self.post(
+            self.provider,
+            "/biopsies",
+            {
+                "patientId": patient_id or self.patient_id,
+                "orderingProviderId": self.provider_id,
+                "site": site,
+            },
+        )
+
+    def claim(self, amount_cents: int = 20000, *, submitted: bool = False) -> dict[str, Any]:
+        claim = self.post(
+            self.billing,
+            "/claims",
+            {"patientId": self.patient_id, "payerId": "aetna", "amountCents": amount_cents},
+        )
+        if submitted:
+            claim = self.post(self.billing, f"/claims/{claim['id']}/submit")
+        return claim
 
     def latest_seq(self) -> int:
         r = self.stack.http(self.front_desk).get("/events", params={"after": 0, "limit": 1})

@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from api.deps import CurrentUser, DbSession
+from api.domain import notifications as domain
+from api.routers.listing import Limit
+from api.schemas import NotificationOut, NotificationPage
+
+router = APIRouter(prefix="/notifications", tags=["notifications"])
+
+
+@router.get("", response_model=NotificationPage)
+def list_notifications(
+    user: CurrentUser,
+    db: DbSession,
+    unacknowledged: Annotated[bool, Query(description="only the open ones")] = False,
+    limit: Limit = 100,
+) -> NotificationPage:
+    """The caller's notifications: unacknowledged first (critical first), then newest."""
+    rows = domain.list_for_user(
+        db, tenant=user.tenant, user_id=user.sub, unacknowledged_only=unacknowledged, limit=limit
+    )
+    return NotificationPage(
+        notifications=[NotificationOut.model_validate(domain.notification_json(n)) for n in rows]
+    )
+
+
+@router.post("/{notification_id}/ack", response_model=NotificationOut)
+def acknowledge(notification_id: str, user: CurrentUser, db: DbSession) -> NotificationOut:
+    n = domain.acknowledge(
+        db, tenant=user.tenant, user_id=user.sub, notification_id=notification_id
+    )
+    return NotificationOut.model_validate(domain.notification_json(n))
