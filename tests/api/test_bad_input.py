@@ -2,8 +2,10 @@
 contract's status (401/403/404/409/413/422), and changes nothing: no row, no event.
 
 "Nothing changed" is checked for both tenants of every test: the tenant's ``latestSeq``
-and event ids from ``GET /events``, and its patients, staff, locations and the day's
-appointments as the api answers them (with their ``version`` and ``updatedAt``).
+and event ids from ``GET /events``, and its patients, staff, locations, the day's
+appointments, encounters, biopsies, claims, payments, prior authorizations and the
+provider's and billing user's notifications as the api answers them (with their
+``version`` and ``updatedAt``).
 """
 
 from __future__ import annotations
@@ -50,6 +52,48 @@ REPLAY = "GET /events"
 CREDENTIALS = "POST /realtime/credentials"
 OTHER_RESCHEDULE = "POST /appointments/{other_appt}/reschedule"
 OTHER_STATUS = "POST /appointments/{other_appt}/status"
+UPDATE_PATIENT = "PUT /patients/{patient}"
+VERIFY = "POST /patients/{patient}/insurance/verify"
+ENCOUNTERS = "POST /encounters"
+ENC_PATCH = "PATCH /encounters/{enc}"
+ENC_COMPLETE = "POST /encounters/{enc}/complete"
+ENC_SIGN = "POST /encounters/{enc}/sign"
+BIOPSIES = "POST /biopsies"
+BX_PATCH = "PATCH /biopsies/{bx}"
+BX_RESULT = "POST /biopsies/{bx}/result"
+BX_REVIEW = "POST /biopsies/{bx}/review"
+CLAIMS = "POST /claims"
+CLAIM_PATCH = "PATCH /claims/{claim}"
+CLAIM_SUBMIT = "POST /claims/{claim}/submit"
+CLAIM_STATUS = "POST /claims/{claim}/status"
+PAYMENTS = "POST /payments"
+PRIOR_AUTHS = "POST /prior-auths"
+PA_STATUS = "POST /prior-auths/{pa}/status"
+NOTIFICATIONS = "GET /notifications"
+ACK = "POST /notifications/{note}/ack"
+DOMAIN_ROUTES = [
+    UPDATE_PATIENT,
+    VERIFY,
+    ENCOUNTERS,
+    ENC_PATCH,
+    ENC_COMPLETE,
+    ENC_SIGN,
+    BIOPSIES,
+    BX_PATCH,
+    BX_RESULT,
+    BX_REVIEW,
+    CLAIMS,
+    CLAIM_PATCH,
+    CLAIM_SUBMIT,
+    CLAIM_STATUS,
+    PAYMENTS,
+    PRIOR_AUTHS,
+    PA_STATUS,
+    NOTIFICATIONS,
+    ACK,
+]
+# Actions whose request has no body.
+ACTIONS = {ENC_COMPLETE, ENC_SIGN, BX_REVIEW, CLAIM_SUBMIT, ACK}
 ROUTES = [
     PATIENTS,
     PATIENT,
@@ -63,9 +107,32 @@ ROUTES = [
     CREDENTIALS,
 ]
 POST_ROUTES = [r for r in ROUTES if r.startswith("POST ")]
+# Every route that reads a JSON body.
+BODY_ROUTES = POST_ROUTES + [
+    r for r in DOMAIN_ROUTES if not r.startswith("GET ") and r not in ACTIONS
+]
 
 # The role each route is meant for, and a body it would accept.
-ROLE = {STAFF: "admin", LOCATIONS: "admin", PUBLISH: "service"}
+ROLE = {
+    STAFF: "admin",
+    LOCATIONS: "admin",
+    PUBLISH: "service",
+    ENCOUNTERS: "provider",
+    ENC_PATCH: "provider",
+    ENC_COMPLETE: "provider",
+    ENC_SIGN: "provider",
+    BIOPSIES: "provider",
+    BX_RESULT: "service",
+    BX_REVIEW: "provider",
+    CLAIMS: "billing",
+    CLAIM_PATCH: "billing",
+    CLAIM_SUBMIT: "billing",
+    CLAIM_STATUS: "billing",
+    PAYMENTS: "billing",
+    PRIOR_AUTHS: "provider",
+    PA_STATUS: "billing",
+    ACK: "billing",
+}
 NEW_PATIENT = {"firstName": "Grace", "lastName": "Hopper", "dateOfBirth": "1906-12-09"}
 NEW_APPT = {
     "patientId": "{patient}",
@@ -89,7 +156,32 @@ NEW_EVENT = {
     "entityId": "{patient}",
     "data": BALANCE,
 }
+NEW_ENC = {"patientId": "{patient}", "providerId": "{provider}"}
+NEW_BX = {"patientId": "{patient}", "orderingProviderId": "{provider}", "site": "left cheek"}
+NEW_CLAIM = {"patientId": "{patient}", "payerId": "aetna", "amountCents": 15000}
+NEW_PAYMENT = {"patientId": "{patient}", "amountCents": 2000, "method": "card"}
+NEW_PA = {"patientId": "{patient}", "payerId": "aetna", "item": "Mohs surgery"}
+VERIFY_BODY = {"payerId": "aetna", "memberId": "W1234"}
 VALID: dict[str, Any] = {
+    UPDATE_PATIENT: {"phone": "555-0100"},
+    VERIFY: VERIFY_BODY,
+    ENCOUNTERS: NEW_ENC,
+    ENC_PATCH: {"plan": "Cryotherapy"},
+    ENC_COMPLETE: NO_BODY,
+    ENC_SIGN: NO_BODY,
+    BIOPSIES: NEW_BX,
+    BX_PATCH: {"status": "collected"},
+    BX_RESULT: {"diagnosis": "Seborrheic keratosis"},
+    BX_REVIEW: NO_BODY,
+    CLAIMS: NEW_CLAIM,
+    CLAIM_PATCH: {"amountCents": 16000},
+    CLAIM_SUBMIT: NO_BODY,
+    CLAIM_STATUS: {"status": "accepted"},
+    PAYMENTS: NEW_PAYMENT,
+    PRIOR_AUTHS: NEW_PA,
+    PA_STATUS: {"status": "approved"},
+    NOTIFICATIONS: NO_BODY,
+    ACK: NO_BODY,
     PATIENTS: NEW_PATIENT,
     PATIENT: NO_BODY,
     BOOK: NEW_APPT,
@@ -121,12 +213,16 @@ class World:
     ids: dict[str, str]
 
     def token(self, role: str, clinic: Clinic | None = None) -> str:
+        """The tenant's people: dr-1 (provider), bl-1 (billing), a lab (service)."""
         c = clinic or self.mine
-        if role == "admin":
-            return c.admin
-        if role == "front_desk":
-            return c.front_desk
-        return self.stack.token(c.tenant, f"u-{role}", role)
+        tokens = {
+            "admin": c.admin,
+            "front_desk": c.front_desk,
+            "provider": c.provider,
+            "billing": c.billing,
+            "service": c.lab,
+        }
+        return tokens.get(role) or self.stack.token(c.tenant, f"u-{role}", role)
 
     def fill(self, value: Any) -> Any:
         if isinstance(value, str):
@@ -180,7 +276,15 @@ class World:
             "staff": get("/staff"),
             "locations": get("/locations"),
             "appointments": get("/appointments", date=DAY.isoformat()),
+            **{path: get(path, limit=500) for path in DOMAIN_LISTS},
+            "provider-notifications": self.notifications(c.provider),
+            "billing-notifications": self.notifications(c.billing),
         }
+
+    def notifications(self, token: str) -> Any:
+        r = self.http.get("/notifications", headers={"Authorization": f"Bearer {token}"})
+        assert r.status_code == 200, r.text
+        return r.json()
 
     def states(self) -> tuple[dict[str, Any], dict[str, Any]]:
         return self.state(self.mine), self.state(self.other)
@@ -192,6 +296,24 @@ class World:
             r = self.call(f"POST /appointments/{appt['id']}/status", body={"status": status})
             assert r.status_code == 200, r.text
         return str(appt["id"])
+
+
+DOMAIN_LISTS = ("/encounters", "/biopsies", "/claims", "/payments", "/prior-auths")
+
+
+def domain_ids(c: Clinic, prefix: str) -> dict[str, str]:
+    """An open encounter, an ordered biopsy, a draft claim, a requested prior auth, a
+    payment, and a denied claim whose notification bl-1 holds."""
+    enc = c.post(c.provider, "/encounters", {"patientId": c.patient_id, "providerId": "dr-1"})
+    bx = c.biopsy()
+    claim = c.claim()
+    pa = c.post(c.provider, "/prior-auths", {**NEW_PA, "patientId": c.patient_id})
+    pay = c.post(c.billing, "/payments", {**NEW_PAYMENT, "patientId": c.patient_id})
+    denied = c.claim(submitted=True)
+    c.post(c.billing, f"/claims/{denied['id']}/status", {"status": "denied", "reason": "CO-4"})
+    [note] = c.stack.http(c.billing).get("/notifications").json()["notifications"]
+    ids = {"enc": enc, "bx": bx, "claim": claim, "pa": pa, "payment": pay, "note": note}
+    return {prefix + k: v["id"] for k, v in ids.items()}
 
 
 @contextlib.contextmanager
@@ -221,6 +343,8 @@ def make_world(stack: Stack, mine: Clinic, other: Clinic) -> Iterator[World]:
         "naive": START.replace(tzinfo=None).isoformat(),
         "early": (START - timedelta(minutes=30)).isoformat(),
         "too_long": (START + timedelta(hours=13)).isoformat(),
+        **domain_ids(mine, ""),
+        **domain_ids(other, "other_"),
     }
     try:
         yield World(stack, http, mine, other, ids)
@@ -300,7 +424,7 @@ MALFORMED = {
 }
 
 
-@pytest.mark.parametrize("route", POST_ROUTES)
+@pytest.mark.parametrize("route", BODY_ROUTES)
 @pytest.mark.parametrize("content", MALFORMED.values(), ids=MALFORMED.keys())
 def test_malformed_json(shared: World, route: str, content: bytes) -> None:
     rejected(shared, route, 422, "malformed_json", content=content)
@@ -486,7 +610,7 @@ def chunks(data: bytes, size: int = 4096) -> Iterator[bytes]:
         yield data[i : i + size]
 
 
-@pytest.mark.parametrize("route", POST_ROUTES)
+@pytest.mark.parametrize("route", BODY_ROUTES)
 @pytest.mark.parametrize("mode", ["content-length", "chunked"])
 def test_oversize_body(shared: World, route: str, mode: str) -> None:
     data = padded(shared, route, MAX_BODY + 4096)
@@ -575,7 +699,16 @@ def test_bad_token_is_401(shared: World, route: str, bad: str) -> None:
     rejected(shared, route, 401, "unauthorized", auth=auth, body=VALID[route])
 
 
-@pytest.mark.parametrize("route", POST_ROUTES)
+# Every route checks the token with the same dependency: the domain routes get the
+# kinds of bad token that differ most (none, forged, expired, unsigned).
+@pytest.mark.parametrize("route", DOMAIN_ROUTES)
+@pytest.mark.parametrize("bad", ["missing", "forged", "expired", "alg-none"])
+def test_bad_token_is_401_on_domain_routes(shared: World, route: str, bad: str) -> None:
+    auth = BAD_AUTH[bad](shared, ROLE.get(route, "front_desk"))
+    rejected(shared, route, 401, "unauthorized", auth=auth, body=VALID[route])
+
+
+@pytest.mark.parametrize("route", BODY_ROUTES)
 @pytest.mark.parametrize(
     "content", [b'{"firstName": ', b'{"unknown": 1}'], ids=["malformed", "invalid"]
 )
@@ -669,3 +802,336 @@ def test_replay_rejects_bad_queries(
     shared: World, params: dict[str, Any], field: str | None
 ) -> None:
     rejected(shared, REPLAY, 422, "invalid_request", field, params=params)
+
+
+# --- the clinical and billing domains ---------------------------------------------
+
+DOMAIN_INVALID = [
+    # id, route, body, the field the details must name (None: the body as a whole)
+    ("put-patient-empty", UPDATE_PATIENT, {}, None),
+    ("put-patient-only-version", UPDATE_PATIENT, {"version": 1}, None),
+    ("put-patient-dob-text", UPDATE_PATIENT, {"dateOfBirth": "soon"}, "dateOfBirth"),
+    ("put-patient-name-null", UPDATE_PATIENT, {"firstName": None}, None),
+    ("put-patient-name-empty", UPDATE_PATIENT, {"lastName": ""}, "lastName"),
+    ("put-patient-version-text", UPDATE_PATIENT, {"phone": "1", "version": "x"}, "version"),
+    ("put-patient-balance", UPDATE_PATIENT, {"balanceCents": 0}, "balanceCents"),
+    ("verify-member-missing", VERIFY, with_(VERIFY_BODY, memberId=DROP), "memberId"),
+    ("verify-eligible-text", VERIFY, with_(VERIFY_BODY, eligible="maybe"), "eligible"),
+    ("verify-payer-slash", VERIFY, with_(VERIFY_BODY, payerId="a/b"), "payerId"),
+    ("encounter-patient-missing", ENCOUNTERS, with_(NEW_ENC, patientId=DROP), "patientId"),
+    ("encounter-appt-slash", ENCOUNTERS, with_(NEW_ENC, appointmentId="a/1"), "appointmentId"),
+    ("encounter-status-in-body", ENCOUNTERS, with_(NEW_ENC, status="signed"), "status"),
+    ("encounter-patch-empty", ENC_PATCH, {}, None),
+    ("encounter-patch-status", ENC_PATCH, {"status": "signed"}, "status"),
+    ("encounter-plan-too-long", ENC_PATCH, {"plan": "x" * 10001}, "plan"),
+    ("encounter-plan-number", ENC_PATCH, {"plan": 7}, "plan"),
+    ("biopsy-site-empty", BIOPSIES, with_(NEW_BX, site=""), "site"),
+    ("biopsy-provider-missing", BIOPSIES, with_(NEW_BX, orderingProviderId=DROP), None),
+    ("biopsy-status-in-body", BIOPSIES, with_(NEW_BX, status="resulted"), "status"),
+    ("biopsy-patch-resulted", BX_PATCH, {"status": "resulted"}, "status"),
+    ("biopsy-patch-site-null", BX_PATCH, {"site": None}, None),
+    ("biopsy-patch-empty", BX_PATCH, {}, None),
+    ("result-diagnosis-missing", BX_RESULT, {"concerning": True}, "diagnosis"),
+    ("result-diagnosis-empty", BX_RESULT, {"diagnosis": ""}, "diagnosis"),
+    ("result-concerning-text", BX_RESULT, {"diagnosis": "x", "concerning": "very"}, "concerning"),
+    ("claim-amount-negative", CLAIMS, with_(NEW_CLAIM, amountCents=-1), "amountCents"),
+    ("claim-amount-zero", CLAIMS, with_(NEW_CLAIM, amountCents=0), "amountCents"),
+    ("claim-amount-fraction", CLAIMS, with_(NEW_CLAIM, amountCents=12.5), "amountCents"),
+    ("claim-amount-huge", CLAIMS, with_(NEW_CLAIM, amountCents=10**12), "amountCents"),
+    ("claim-payer-missing", CLAIMS, with_(NEW_CLAIM, payerId=DROP), "payerId"),
+    ("claim-tenant-in-body", CLAIMS, with_(NEW_CLAIM, tenant="{other_tenant}"), "tenant"),
+    ("claim-patch-status", CLAIM_PATCH, {"status": "paid"}, "status"),
+    ("claim-patch-amount-null", CLAIM_PATCH, {"amountCents": None}, None),
+    ("claim-status-unknown", CLAIM_STATUS, {"status": "lost"}, "status"),
+    ("claim-status-submitted", CLAIM_STATUS, {"status": "submitted"}, "status"),
+    (
+        "claim-paid-negative",
+        CLAIM_STATUS,
+        {"status": "paid", "paidAmountCents": -5},
+        "paidAmountCents",
+    ),
+    ("payment-zero", PAYMENTS, with_(NEW_PAYMENT, amountCents=0), "amountCents"),
+    ("payment-negative", PAYMENTS, with_(NEW_PAYMENT, amountCents=-100), "amountCents"),
+    ("payment-method-unknown", PAYMENTS, with_(NEW_PAYMENT, method="bitcoin"), "method"),
+    ("payment-balance-in-body", PAYMENTS, with_(NEW_PAYMENT, balanceCents=0), "balanceCents"),
+    ("pa-item-missing", PRIOR_AUTHS, with_(NEW_PA, item=DROP), "item"),
+    ("pa-item-too-long", PRIOR_AUTHS, with_(NEW_PA, item="x" * 201), "item"),
+    ("pa-status-requested", PA_STATUS, {"status": "requested"}, "status"),
+    ("pa-reason-too-long", PA_STATUS, {"status": "denied", "reason": "x" * 501}, "reason"),
+]
+
+
+@pytest.mark.parametrize(
+    ("route", "body", "field"), [pytest.param(*c[1:], id=c[0]) for c in DOMAIN_INVALID]
+)
+def test_invalid_domain_body(
+    shared: World, route: str, body: dict[str, Any], field: str | None
+) -> None:
+    rejected(shared, route, 422, "invalid_request", field, body=body)
+
+
+@pytest.mark.parametrize(
+    ("route", "params", "field"),
+    [
+        ("GET /claims", {"status": "lost"}, "status"),
+        ("GET /biopsies", {"status": "pending"}, "status"),
+        ("GET /encounters", {"limit": 0}, "limit"),
+        ("GET /prior-auths", {"limit": 10_000}, "limit"),
+        ("GET /payments", {"patientId": "p" * 65}, "patientId"),
+        (NOTIFICATIONS, {"unacknowledged": "perhaps"}, "unacknowledged"),
+    ],
+)
+def test_list_rejects_bad_queries(
+    shared: World, route: str, params: dict[str, Any], field: str
+) -> None:
+    rejected(shared, route, 422, "invalid_request", field, params=params)
+
+
+DOMAIN_NOT_FOUND = [
+    # id, route, body (routes with {other_*} ids name another tenant's record)
+    ("put-patient-unknown", "PUT /patients/p-unknown", {"phone": "1"}),
+    ("put-patient-foreign", "PUT /patients/{other_patient}", {"phone": "1"}),
+    ("verify-foreign", "POST /patients/{other_patient}/insurance/verify", VERIFY_BODY),
+    ("encounter-patient-foreign", ENCOUNTERS, with_(NEW_ENC, patientId="{other_patient}")),
+    ("encounter-provider-foreign", ENCOUNTERS, with_(NEW_ENC, providerId="{other_provider}")),
+    ("encounter-appt-foreign", ENCOUNTERS, with_(NEW_ENC, appointmentId="{other_appt}")),
+    ("encounter-patch-unknown", "PATCH /encounters/e-unknown", {"plan": "x"}),
+    ("encounter-patch-foreign", "PATCH /encounters/{other_enc}", {"plan": "x"}),
+    ("encounter-complete-foreign", "POST /encounters/{other_enc}/complete", NO_BODY),
+    ("encounter-sign-foreign", "POST /encounters/{other_enc}/sign", NO_BODY),
+    ("biopsy-patient-foreign", BIOPSIES, with_(NEW_BX, patientId="{other_patient}")),
+    ("biopsy-encounter-foreign", BIOPSIES, with_(NEW_BX, encounterId="{other_enc}")),
+    ("biopsy-patch-foreign", "PATCH /biopsies/{other_bx}", {"status": "sent"}),
+    ("result-unknown", "POST /biopsies/b-unknown/result", {"diagnosis": "x"}),
+    ("result-foreign", "POST /biopsies/{other_bx}/result", {"diagnosis": "melanoma"}),
+    ("review-foreign", "POST /biopsies/{other_bx}/review", NO_BODY),
+    ("claim-patient-foreign", CLAIMS, with_(NEW_CLAIM, patientId="{other_patient}")),
+    ("claim-encounter-foreign", CLAIMS, with_(NEW_CLAIM, encounterId="{other_enc}")),
+    ("claim-patch-foreign", "PATCH /claims/{other_claim}", {"amountCents": 1}),
+    ("claim-submit-foreign", "POST /claims/{other_claim}/submit", NO_BODY),
+    ("claim-status-unknown", "POST /claims/c-unknown/status", {"status": "void"}),
+    ("claim-status-foreign", "POST /claims/{other_claim}/status", {"status": "void"}),
+    ("payment-patient-foreign", PAYMENTS, with_(NEW_PAYMENT, patientId="{other_patient}")),
+    ("payment-claim-foreign", PAYMENTS, with_(NEW_PAYMENT, claimId="{other_claim}")),
+    ("pa-patient-foreign", PRIOR_AUTHS, with_(NEW_PA, patientId="{other_patient}")),
+    (
+        "pa-requester-foreign",
+        PRIOR_AUTHS,
+        with_(NEW_PA, requestingProviderId="{other_provider}"),
+    ),
+    ("pa-status-foreign", "POST /prior-auths/{other_pa}/status", {"status": "approved"}),
+    ("ack-unknown", "POST /notifications/n-unknown/ack", NO_BODY),
+    ("ack-foreign", "POST /notifications/{other_note}/ack", NO_BODY),
+    ("get-encounter-foreign", "GET /encounters/{other_enc}", NO_BODY),
+    ("get-biopsy-foreign", "GET /biopsies/{other_bx}", NO_BODY),
+    ("get-claim-foreign", "GET /claims/{other_claim}", NO_BODY),
+    ("get-payment-foreign", "GET /payments/{other_payment}", NO_BODY),
+    ("get-pa-foreign", "GET /prior-auths/{other_pa}", NO_BODY),
+]
+
+
+def _role_for(route: str) -> str:
+    """The role a route of DOMAIN_NOT_FOUND is meant for, by its shape."""
+    for known in DOMAIN_ROUTES:
+        method, path = known.split(" ", 1)
+        pattern = path.split("/{")[0]
+        tail = path.rsplit("}", 1)[-1]
+        if route.startswith(method) and pattern in route and route.endswith(tail):
+            return ROLE.get(known, "front_desk")
+    return "front_desk"
+
+
+@pytest.mark.parametrize(
+    ("route", "body"), [pytest.param(*c[1:], id=c[0]) for c in DOMAIN_NOT_FOUND]
+)
+def test_unknown_or_foreign_domain_id(shared: World, route: str, body: Any) -> None:
+    rejected(shared, route, 404, "not_found", role=_role_for(route), body=body)
+
+
+def test_ack_of_a_colleagues_notification_is_404(shared: World) -> None:
+    """bl-1 holds the tenant's denial notification; bl-2 (also billing) cannot ack it."""
+    colleague = shared.stack.token(shared.mine.tenant, "bl-2", "billing")
+    rejected(shared, ACK, 404, "not_found", auth=f"Bearer {colleague}")
+
+
+# Roles: (role, route)
+DOMAIN_FORBIDDEN = [
+    ("billing", UPDATE_PATIENT),
+    ("service", UPDATE_PATIENT),
+    ("provider", VERIFY),
+    ("front_desk", ENCOUNTERS),
+    ("billing", ENCOUNTERS),
+    ("billing", ENC_PATCH),
+    ("front_desk", ENC_COMPLETE),
+    ("front_desk", ENC_SIGN),
+    ("admin", ENC_SIGN),
+    ("billing", BIOPSIES),
+    ("front_desk", BIOPSIES),
+    ("billing", BX_PATCH),
+    ("front_desk", BX_RESULT),
+    ("billing", BX_RESULT),
+    ("front_desk", BX_REVIEW),
+    ("admin", BX_REVIEW),
+    ("front_desk", CLAIMS),
+    ("provider", CLAIMS),
+    ("provider", CLAIM_PATCH),
+    ("front_desk", CLAIM_SUBMIT),
+    ("provider", CLAIM_STATUS),
+    ("front_desk", CLAIM_STATUS),
+    ("provider", PAYMENTS),
+    ("service", PAYMENTS),
+    ("front_desk", PRIOR_AUTHS),
+    ("provider", PA_STATUS),
+    ("front_desk", PA_STATUS),
+]
+
+
+@pytest.mark.parametrize(
+    ("role", "route"), DOMAIN_FORBIDDEN, ids=[f"{a}:{r}" for a, r in DOMAIN_FORBIDDEN]
+)
+def test_wrong_role_on_domain_route_is_403(shared: World, role: str, route: str) -> None:
+    rejected(shared, route, 403, "forbidden", role=role, body=VALID[route])
+
+
+def test_only_the_encounters_provider_signs(world: World) -> None:
+    world.call(ENC_COMPLETE)
+    other = world.stack.token(world.mine.tenant, "dr-2", "provider")
+    rejected(world, ENC_SIGN, 403, "forbidden", auth=f"Bearer {other}")
+
+
+def test_only_the_ordering_provider_reviews(world: World) -> None:
+    r = world.call(BX_RESULT, body={"diagnosis": "Dermatofibroma"})
+    assert r.status_code == 200, r.text
+    other = world.stack.token(world.mine.tenant, "dr-2", "provider")
+    rejected(world, BX_REVIEW, 403, "forbidden", auth=f"Bearer {other}")
+
+
+# 422 that only the domain can tell: (setup requests, the bad request, field)
+SEMANTIC = [
+    ("denial-without-reason", [CLAIM_SUBMIT], (CLAIM_STATUS, {"status": "denied"}), "reason"),
+    (
+        "paid-without-amount",
+        [CLAIM_SUBMIT],
+        (CLAIM_STATUS, {"status": "paid"}),
+        "paidAmountCents",
+    ),
+    (
+        "paid-more-than-billed",
+        [CLAIM_SUBMIT],
+        (CLAIM_STATUS, {"status": "paid", "paidAmountCents": 20001}),
+        "paidAmountCents",
+    ),
+    (
+        "adjusted-without-responsibility",
+        [CLAIM_SUBMIT, (CLAIM_STATUS, {"status": "paid", "paidAmountCents": 100})],
+        (CLAIM_STATUS, {"status": "adjusted"}),
+        "patientResponsibilityCents",
+    ),
+    ("biopsy-by-non-provider", [], (BIOPSIES, with_(NEW_BX, orderingProviderId="bl-1")), None),
+    ("encounter-by-non-provider", [], (ENCOUNTERS, with_(NEW_ENC, providerId="bl-1")), None),
+    (
+        "pa-requester-not-provider",
+        [],
+        (PRIOR_AUTHS, with_(NEW_PA, requestingProviderId="bl-1")),
+        None,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("setup", "bad", "field"), [pytest.param(*c[1:], id=c[0]) for c in SEMANTIC]
+)
+def test_domain_refuses_what_the_schema_cannot(
+    world: World, setup: list[Any], bad: tuple[str, Any], field: str | None
+) -> None:
+    for step in setup:
+        route, body = step if isinstance(step, tuple) else (step, VALID[step])
+        r = world.call(route, body=body)
+        assert r.status_code in (200, 201), r.text
+    rejected(world, bad[0], 422, "invalid_request", field, body=bad[1])
+
+
+def test_records_of_another_patient_cannot_be_linked(world: World) -> None:
+    """An encounter, claim or payment of one patient never points at another's."""
+    r = world.call(PATIENTS, body=NEW_PATIENT)
+    assert r.status_code == 201, r.text
+    grace = r.json()["id"]
+    rejected(
+        world,
+        BIOPSIES,
+        422,
+        "invalid_request",
+        body=with_(NEW_BX, patientId=grace, encounterId="{enc}"),
+    )
+    rejected(
+        world,
+        CLAIMS,
+        422,
+        "invalid_request",
+        body=with_(NEW_CLAIM, patientId=grace, encounterId="{enc}"),
+    )
+    rejected(
+        world,
+        PAYMENTS,
+        422,
+        "invalid_request",
+        body=with_(NEW_PAYMENT, patientId=grace, claimId="{claim}"),
+    )
+    rejected(
+        world,
+        ENCOUNTERS,
+        422,
+        "invalid_request",
+        body=with_(NEW_ENC, patientId=grace, appointmentId="{appt}"),
+    )
+
+
+def test_stale_version_is_409(world: World) -> None:
+    for route, body in ((UPDATE_PATIENT, {"phone": "1"}), (ENC_PATCH, {"plan": "x"})):
+        r = world.call(route, body=body)
+        assert r.status_code == 200, r.text
+        stale = {**body, "phone" if route == UPDATE_PATIENT else "plan": "2", "version": 1}
+        rejected(world, route, 409, "conflict", body=stale)
+
+
+# 409: (requests that reach the state, the illegal request)
+DOMAIN_ILLEGAL = [
+    ("encounter-sign-open", [], ENC_SIGN),
+    ("encounter-complete-twice", [ENC_COMPLETE], ENC_COMPLETE),
+    ("encounter-patch-signed", [ENC_COMPLETE, ENC_SIGN], ENC_PATCH),
+    ("encounter-complete-signed", [ENC_COMPLETE, ENC_SIGN], ENC_COMPLETE),
+    ("encounter-sign-twice", [ENC_COMPLETE, ENC_SIGN], ENC_SIGN),
+    ("biopsy-review-unresulted", [], BX_REVIEW),
+    ("biopsy-result-twice", [BX_RESULT], BX_RESULT),
+    ("biopsy-patch-resulted", [BX_RESULT], BX_PATCH),
+    ("biopsy-review-twice", [BX_RESULT, BX_REVIEW], BX_REVIEW),
+    ("biopsy-result-cancelled", [(BX_PATCH, {"status": "cancelled"})], BX_RESULT),
+    ("biopsy-collect-after-sent", [(BX_PATCH, {"status": "sent"})], BX_PATCH),
+    ("claim-status-draft", [], CLAIM_STATUS),
+    ("claim-submit-twice", [CLAIM_SUBMIT], CLAIM_SUBMIT),
+    ("claim-patch-submitted", [CLAIM_SUBMIT], CLAIM_PATCH),
+    (
+        "claim-deny-paid",
+        [CLAIM_SUBMIT, (CLAIM_STATUS, {"status": "paid", "paidAmountCents": 1})],
+        (CLAIM_STATUS, {"status": "denied", "reason": "late"}),
+    ),
+    ("claim-void-then-submit", [(CLAIM_STATUS, {"status": "void"})], CLAIM_SUBMIT),
+    ("pa-approved-then-denied", [PA_STATUS], (PA_STATUS, {"status": "denied"})),
+    (
+        "pa-cancelled-then-pending",
+        [(PA_STATUS, {"status": "cancelled"})],
+        (PA_STATUS, {"status": "pending"}),
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("setup", "illegal"), [pytest.param(*c[1:], id=c[0]) for c in DOMAIN_ILLEGAL]
+)
+def test_illegal_domain_change_is_409(world: World, setup: list[Any], illegal: Any) -> None:
+    for step in setup:
+        route, body = step if isinstance(step, tuple) else (step, VALID[step])
+        r = world.call(route, body=body)
+        assert r.status_code in (200, 201), f"{route}: {r.text}"
+    route, body = illegal if isinstance(illegal, tuple) else (illegal, VALID[illegal])
+    rejected(world, route, 409, "conflict", body=body)
