@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import date, datetime, time, timedelta
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
-from api.domain import appointments
+from api.domain import appointments, billing, biopsies, encounters, prior_auths
 from api.models import Location, Patient, Staff
 from api.settings import Settings
 from hub.db import make_engine, make_sessionmaker, utcnow
@@ -91,9 +92,98 @@ def seed(settings: Settings, tenant: str) -> str:
                     end=start + timedelta(minutes=30),
                     reason="Skin check",
                 )
+        with sessions() as db:
+            _clinical_and_billing(db, tenant, patient_ids)
     finally:
         engine.dispose()
     return (
         f"seeded tenant {tenant}: {len(STAFF)} staff, {len(LOCATIONS)} locations, "
-        f"{len(PATIENTS)} patients, {len(PATIENTS)} appointments today"
+        f"{len(PATIENTS)} patients, {len(PATIENTS)} appointments today, and an "
+        "encounter, biopsies, claims, a payment and a prior authorization"
+    )
+
+
+def _clinical_and_billing(db: Session, tenant: str, patient_ids: list[str]) -> None:
+    """Something on every board: an open encounter, biopsies waiting for a result, a
+    submitted claim, a patient who owes a balance, a pending prior authorization."""
+    first, second, third = patient_ids[:3]
+    actor, provider = "seed", STAFF[0][0]
+    encounter = encounters.open_encounter(
+        db,
+        tenant=tenant,
+        actor=actor,
+        patient_id=first,
+        provider_id=provider,
+        appointment_id=None,
+        chief_complaint="Changing mole, left upper back",
+    )
+    for patient, site in ((first, "left upper back"), (third, "right forearm")):
+        bx = biopsies.order(
+            db,
+            tenant=tenant,
+            actor=actor,
+            patient_id=patient,
+            ordering_provider_id=provider,
+            site=site,
+            encounter_id=encounter.id if patient == first else None,
+        )
+        biopsies.update(
+            db,
+            tenant=tenant,
+            actor=actor,
+            biopsy_id=bx.id,
+            site=None,
+            status="sent",
+            expected_version=None,
+        )
+    claim = billing.create_claim(
+        db,
+        tenant=tenant,
+        actor=actor,
+        patient_id=first,
+        payer_id="aetna",
+        amount_cents=18500,
+        encounter_id=encounter.id,
+    )
+    billing.submit_claim(db, tenant=tenant, actor=actor, claim_id=claim.id)
+    paid = billing.create_claim(
+        db,
+        tenant=tenant,
+        actor=actor,
+        patient_id=second,
+        payer_id="bcbs",
+        amount_cents=24000,
+        encounter_id=None,
+    )
+    billing.submit_claim(db, tenant=tenant, actor=actor, claim_id=paid.id)
+    billing.change_claim_status(
+        db,
+        tenant=tenant,
+        actor=actor,
+        claim_id=paid.id,
+        status="paid",
+        reason=None,
+        paid_amount_cents=19000,
+        patient_responsibility_cents=None,
+    )
+    billing.post_payment(
+        db,
+        tenant=tenant,
+        actor=actor,
+        patient_id=second,
+        amount_cents=2000,
+        method="card",
+        claim_id=paid.id,
+        reference=None,
+    )
+    prior_auths.request(
+        db,
+        tenant=tenant,
+        actor=actor,
+        actor_is_provider=False,
+        patient_id=third,
+        payer_id="aetna",
+        item="Mohs surgery, right forearm",
+        requesting_provider_id=STAFF[1][0],
+        reason=None,
     )

@@ -112,6 +112,10 @@ def test_up_runs_everything_and_ctrl_c_stops_it(tmp_path: Path) -> None:
         auth = {"Authorization": f"Bearer {token}"}
         board = httpx.get(base + "/appointments", headers=auth).json()
         assert len(board) == 8
+        biopsies = httpx.get(base + "/biopsies", headers=auth).json()
+        assert [b["status"] for b in biopsies] == ["sent", "sent"]
+        claims = httpx.get(base + "/claims", headers=auth).json()
+        assert sorted(c["status"] for c in claims) == ["paid", "submitted"]
         creds = httpx.post(base + "/realtime/credentials", headers=auth).json()
         probe = Probe(
             client_id=creds["clientId"],
