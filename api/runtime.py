@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api.domain.appointments import Clinic
 from api.domain.board import refresh_day
-from api.domain.notifications import AlertPolicy, process_due
+from api.domain.notifications import AlertPolicy, any_due, process_due
 from api.settings import Settings
 from hub.broker_admin import DynsecAdmin
 from hub.credentials import SERVICE_ROLE, CredentialIssuer
@@ -137,6 +137,9 @@ async def _alert_loop(rt: Runtime) -> None:
     every api process; ``process_due`` keeps two of them off the same alert."""
 
     def work() -> int:
+        with rt.read_sessions() as session:
+            if not any_due(session):
+                return 0
         with rt.sessions() as session:
             return process_due(session, rt.alert_policy)
 

@@ -222,6 +222,20 @@ def list_for_user(
 # --- the escalation worker ---
 
 
+def _due(now: datetime) -> Any:
+    return (
+        Notification.next_action_at.is_not(None),
+        Notification.next_action_at <= now,
+        Notification.acknowledged_at.is_(None),
+    )
+
+
+def any_due(session: Session) -> bool:
+    """A cheap read first, so the worker takes a write transaction (SQLite: the
+    database's one writer) only when there is something to do."""
+    return session.scalar(select(Notification.id).where(*_due(utcnow())).limit(1)) is not None
+
+
 def process_due(session: Session, policy: AlertPolicy, *, batch: int = 100) -> int:
     """Re-send or escalate the unacknowledged alerts whose time has come; return how
     many were handled. Safe to run in several processes: due rows are locked and
@@ -229,11 +243,7 @@ def process_due(session: Session, policy: AlertPolicy, *, batch: int = 100) -> i
     now = utcnow()
     due = session.scalars(
         select(Notification)
-        .where(
-            Notification.next_action_at.is_not(None),
-            Notification.next_action_at <= now,
-            Notification.acknowledged_at.is_(None),
-        )
+        .where(*_due(now))
         .order_by(Notification.next_action_at)
         .limit(batch)
         .with_for_update(skip_locked=True)
