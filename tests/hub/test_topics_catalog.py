@@ -22,9 +22,13 @@ CONTRACT_TYPES = {
 }
 
 
-def test_catalog_has_exactly_the_contracts_types() -> None:
+# Extensions of the contract's catalog (docs/DECISIONS.md §33).
+EXTENSIONS = {"biopsy:escalated"}
+
+
+def test_catalog_has_the_contracts_types_and_the_documented_extensions() -> None:
     expected = {f"{e}:{a}" for e, actions in CONTRACT_TYPES.items() for a in actions}
-    assert set(CATALOG) == expected
+    assert set(CATALOG) == expected | EXTENSIONS
 
 
 def test_severities() -> None:
@@ -32,6 +36,7 @@ def test_severities() -> None:
     assert get_event_type("claim:denied").severity == "alert"
     assert get_event_type("prior_auth:denied").severity == "alert"
     assert get_event_type("appointment:created").severity == "info"
+    assert get_event_type("biopsy:escalated").severity == "critical"
 
 
 def test_topics_follow_the_contract() -> None:
