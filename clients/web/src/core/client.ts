@@ -1,7 +1,9 @@
 // HubClient: one persistent MQTT session over WebSocket per signed-in user, kept
 // correct across disconnects (contract section 7) and independent of any UI framework.
 
-import { connect as mqttConnect, type IClientOptions, type IConnackPacket, type IPublishPacket, type MqttClient } from "mqtt";
+// The browser build of MQTT.js has only a default export.
+import mqtt from "mqtt";
+import type { IClientOptions, IConnackPacket, IPublishPacket, MqttClient } from "mqtt";
 
 import { ApiError, type Credentials, type HubApi } from "./api";
 import { parseEnvelope, type EventType, type HubEvent } from "./catalog";
@@ -81,7 +83,7 @@ export class HubClient {
       sessionExpirySeconds: options.sessionExpirySeconds ?? 3600,
       backoff: options.backoff ?? DEFAULT_BACKOFF,
       maxReplayEvents: options.maxReplayEvents ?? 5000,
-      connect: options.connect ?? mqttConnect,
+      connect: options.connect ?? ((url, opts) => mqtt.connect(url, opts)),
     };
   }
 
