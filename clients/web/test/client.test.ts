@@ -57,6 +57,23 @@ describe("HubClient", () => {
     ]);
   });
 
+  it("is ready for views that ask before it starts, and restarts on the same credentials after a stop", async () => {
+    const t = setup(issued(creds()));
+    running = t.hub;
+    const ready = t.hub.ready(); // children's effects run before the provider's
+    t.hub.start();
+    t.hub.stop(); // React's StrictMode mounts twice
+    t.hub.start();
+    await ready;
+    await vi.waitFor(() => expect(t.clients).toHaveLength(1));
+    t.clients[0]!.accept();
+    t.hub.stop();
+    t.hub.start();
+    expect(t.clients).toHaveLength(2);
+    expect(t.clients[1]!.options.clientId).toBe(t.clients[0]!.options.clientId);
+    expect(t.calls.filter((c) => c.path === "/realtime/credentials")).toHaveLength(1);
+  });
+
   it("hands an event over once however often it arrives, and ignores retained snapshots", async () => {
     const t = setup(issued(creds({ latestSeq: 10 })));
     running = t.hub;

@@ -63,7 +63,9 @@ export class HubClient {
   private ledger: EventLedger | null = null;
   private mqtt: MqttClient | null = null;
   private brokerFilters = new Set<string>(); // what the broker's session holds
-  private started: Promise<void> | null = null;
+  private readonly isReady: Promise<void>;
+  private markReady: () => void = () => undefined;
+  private booting: Promise<void> | null = null;
   private stopped = true;
   private attempt = 0;
   private refusals = 0;
@@ -76,6 +78,7 @@ export class HubClient {
   private renewTimer: ReturnType<typeof setTimeout> | undefined;
 
   constructor(options: HubClientOptions) {
+    this.isReady = new Promise((resolve) => (this.markReady = resolve));
     this.api = options.api;
     this.userId = checkId(options.userId, "userId");
     this.log = options.logger ?? console;
@@ -110,27 +113,33 @@ export class HubClient {
   /** Resolves once the first credentials are in: load views after this, so that an
    * event committed between the load and the connection is replayed, not lost. */
   ready(): Promise<void> {
-    return this.started ?? Promise.reject(new Error("HubClient is not started"));
+    return this.isReady;
   }
 
+  /** Connects (again, after `stop`); resolves like `ready`. */
   start(): Promise<void> {
-    if (this.started) return this.started;
+    if (!this.stopped) return this.isReady;
     this.stopped = false;
     this.setStatus("connecting");
-    this.started = (async () => {
-      const creds = await this.fetchCredentials();
-      if (!creds) throw new Error("could not get broker credentials");
-      // latestSeq is read before any view loads: the baseline of the ledger.
-      this.ledger = new EventLedger(creds.latestSeq);
-      this.target = creds.latestSeq;
-      this.useCredentials(creds);
-      void this.loadNotifications();
-      this.open();
-    })();
-    this.started.catch(() => undefined);
     globalThis.addEventListener?.("online", this.onOnline);
     globalThis.addEventListener?.("offline", this.onOffline);
-    return this.started;
+    if (this.creds) {
+      this.useCredentials(this.creds); // stop() cancelled the renewal
+      this.open();
+    } else this.booting ??= this.boot().finally(() => (this.booting = null));
+    return this.isReady;
+  }
+
+  private async boot(): Promise<void> {
+    const creds = await this.fetchCredentials();
+    if (!creds) return;
+    // latestSeq is read before any view loads: the baseline of the ledger.
+    this.ledger = new EventLedger(creds.latestSeq);
+    this.target = creds.latestSeq;
+    this.useCredentials(creds);
+    this.markReady();
+    void this.loadNotifications();
+    this.open();
   }
 
   stop(): void {
@@ -142,6 +151,7 @@ export class HubClient {
     globalThis.removeEventListener?.("offline", this.onOffline);
     const client = this.mqtt;
     this.mqtt = null;
+    client?.removeAllListeners();
     client?.end(true);
     this.setStatus("offline");
   }

@@ -1,3 +1,4 @@
+import mqtt from "mqtt";
 import { useEffect, useMemo, useState, type FormEvent } from "react";
 
 import { HubApi, HubClient } from "../core";
@@ -8,6 +9,14 @@ import { BiopsyTracking } from "./views/Biopsies";
 import { PatientChart, PatientList } from "./views/Patients";
 import { Schedule } from "./views/Schedule";
 import { Tray } from "./views/Tray";
+
+declare global {
+  interface Window {
+    /** For devtools and the end-to-end tests: the signed-in user's client, and MQTT.js to
+     * try the broker with that user's own credentials (for example another tenant's topics). */
+    hubDemo?: { client: HubClient; mqtt: typeof mqtt };
+  }
+}
 
 function useHashRoute(): string {
   const [hash, setHash] = useState(() => location.hash || "#/schedule");
@@ -35,6 +44,12 @@ function SignedIn({ session, onSignOut }: { session: Session; onSignOut: () => v
   );
   // The token itself expired or was refused: back to the sign-in.
   useEffect(() => client.onAuthLost(onSignOut), [client, onSignOut]);
+  useEffect(() => {
+    window.hubDemo = { client, mqtt };
+    return () => {
+      delete window.hubDemo;
+    };
+  }, [client]);
   return (
     <HubProvider client={client}>
       <ToastProvider>
