@@ -50,10 +50,8 @@ class _BrokerControl(BaseHTTPRequestHandler):
 def web_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     dist = WEB / "dist"
     if not (dist / "index.html").exists():
-        pytest.fail("clients/web/dist is not built: run `npm run build` in clients/web (scripts/test does)")
-    stack = Stack.create(
-        "sqlite", tmp_path_factory.mktemp("web-stack"), HUB_WEB_DIST_DIR=str(dist)
-    )
+        pytest.fail("clients/web/dist is not built: scripts/test builds it (npm run build)")
+    stack = Stack.create("sqlite", tmp_path_factory.mktemp("web-stack"), HUB_WEB_DIST_DIR=str(dist))
     try:
         for tenant in (TENANT, OTHER_TENANT):
             subprocess.run(
