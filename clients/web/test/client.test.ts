@@ -194,6 +194,27 @@ describe("HubClient", () => {
     expect(t.clients[2]!.subscribed).toContain("tenants/acme/patients/+/appointment/+/+");
   });
 
+  it("never connects with a refused password again, even while the api cannot renew it", async () => {
+    const first = creds();
+    let apiUp = false;
+    const t = setup((path, body) => {
+      if (path === "/realtime/credentials" && body) {
+        if (!apiUp) throw new ApiError(503, "broker_unavailable", "try later");
+        return { ...first, password: "pw-new" };
+      }
+      return issued(first)(path);
+    });
+    running = t.hub;
+    await t.hub.start();
+    t.clients[0]!.accept();
+    t.clients[0]!.refuse(0x86);
+    await vi.waitFor(() => expect(t.calls.filter((c) => c.body !== undefined).length).toBeGreaterThanOrEqual(3));
+    expect(t.clients).toHaveLength(1); // no login with the refused password meanwhile
+    apiUp = true;
+    await vi.waitFor(() => expect(t.clients).toHaveLength(2));
+    expect(t.clients[1]!.options).toMatchObject({ clientId: first.clientId, password: "pw-new" });
+  });
+
   it("goes offline and reports it when the sign-in itself is refused", async () => {
     const t = setup((path, body) => {
       if (path === "/realtime/credentials" && body) throw new ApiError(401, "unauthorized", "token expired");

@@ -70,7 +70,7 @@ export class HubClient {
   private attempt = 0;
   private refusals = 0;
   private authRefused = false;
-  private renewing: Promise<void> | null = null;
+  private renewing: Promise<boolean> | null = null;
   private expectClose = false;
   private target = 0;
   private catchUp: Promise<void> | null = null;
@@ -243,13 +243,18 @@ export class HubClient {
   }
 
   /** The broker refused the login: never try that password again. Renew it (same
-   * session), or take new credentials when the session is gone. */
+   * session), or take new credentials when the session is gone; until one of those
+   * works, wait with backoff instead of connecting. */
   private async afterRefusal(): Promise<void> {
     this.setStatus(this.current === "connecting" ? "connecting" : "reconnecting");
-    if (this.refusals++ > 0) await this.sleep(backoffDelay(this.refusals, this.options.backoff));
-    if (this.stopped) return;
-    await this.renew();
-    this.open();
+    for (let attempt = this.refusals++; !this.stopped; attempt++) {
+      if (attempt > 0) await this.sleep(backoffDelay(attempt, this.options.backoff));
+      if (this.stopped) return;
+      if (await this.renew()) {
+        this.open();
+        return;
+      }
+    }
   }
 
   private readonly onOnline = (): void => {
@@ -283,28 +288,34 @@ export class HubClient {
     if (this.creds && this.creds.clientId !== creds.clientId) this.brokerFilters = new Set();
     this.creds = creds;
     clearTimeout(this.renewTimer);
-    this.renewTimer = setTimeout(() => {
-      this.expectClose = this.mqtt !== null;
-      void this.renew();
-    }, renewalDelay(creds.expiresAt, Date.now()));
+    this.renewTimer = setTimeout(() => void this.renewBeforeExpiry(), renewalDelay(creds.expiresAt, Date.now()));
+  }
+
+  private async renewBeforeExpiry(): Promise<void> {
+    // The password change makes the broker drop the connection once: not an outage.
+    this.expectClose = this.mqtt !== null;
+    if (await this.renew()) return;
+    this.expectClose = false;
+    // Once the credentials have expired the broker refuses them, and afterRefusal takes over.
+    if (!this.stopped) this.renewTimer = setTimeout(() => void this.renewBeforeExpiry(), 10_000);
   }
 
   /** A new password for the same session (keeps its subscriptions and queued events),
-   * or new credentials when the api no longer knows the session. */
-  private renew(): Promise<void> {
+   * or new credentials when the api no longer knows the session. True when it got one. */
+  private renew(): Promise<boolean> {
     this.renewing ??= (async () => {
       try {
         this.useCredentials(await this.api.credentials(this.creds!.clientId));
+        return true;
       } catch (err) {
-        if (this.signedOut(err)) return;
+        if (this.signedOut(err)) return false;
         if (err instanceof ApiError && err.status === 404) {
           const fresh = await this.fetchCredentials();
           if (fresh) this.useCredentials(fresh);
-          return;
+          return fresh !== null;
         }
-        this.log.warn("hub: renewal failed; retrying", String(err));
-        this.expectClose = false;
-        this.later(10_000, () => void this.renew());
+        this.log.warn("hub: renewal failed", String(err));
+        return false;
       }
     })().finally(() => {
       this.renewing = null;
@@ -403,6 +414,10 @@ export class HubClient {
   }
 
   private async replay(ledger: EventLedger): Promise<void> {
+    if (this.subs.size === 0) {
+      ledger.advance(this.target); // nothing to hand over: no view needs these events
+      return;
+    }
     const { types, patientId } = this.replayScope();
     for (let page = 0; page < MAX_REPLAY_PAGES && ledger.behind(this.target); page++) {
       if (this.target - ledger.seq > this.options.maxReplayEvents) {
@@ -429,7 +444,7 @@ export class HubClient {
 
   private replayScope(): { types: EventType[] | undefined; patientId: string | undefined } {
     const subs = [...this.subs];
-    if (subs.length === 0 || subs.some((s) => s.types === null)) return { types: undefined, patientId: undefined };
+    if (subs.some((s) => s.types === null)) return { types: undefined, patientId: undefined };
     const types = [...new Set(subs.flatMap((s) => s.types!))];
     const patients = new Set(subs.map((s) => s.patientId));
     const [only] = patients;
