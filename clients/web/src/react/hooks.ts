@@ -1,7 +1,7 @@
 // Event hooks as a clinic front end uses them: one per domain, with a handler and
 // optional filters, plus data loading that stays correct across reconnects.
 
-import { useCallback, useEffect, useRef, useState, useSyncExternalStore } from "react";
+import { useCallback, useEffect, useEffectEvent, useState, useSyncExternalStore } from "react";
 
 import { typesOf, type EventType, type HubEvent, type TypesOf } from "../core/catalog";
 import type { HubNotification } from "../core/notifications";
@@ -26,16 +26,16 @@ export function useHubEvents<T extends EventType>(
   options: Omit<UpdateOptions<T>, "types"> = {},
 ): void {
   const hub = useHub();
-  const latest = useRef({ handler, onRefetch: options.onRefetch });
-  latest.current = { handler, onRefetch: options.onRefetch };
+  const onEvent = useEffectEvent((event: HubEvent) => handler(event as HubEvent<T>));
+  const onRefetch = useEffectEvent(() => options.onRefetch?.());
   const key = types.join(",");
   const { patientId, enabled = true } = options;
   useEffect(() => {
     if (!enabled) return;
     return hub.subscribe(
       { types: key.split(",") as EventType[], ...(patientId ? { patientId } : {}) },
-      (event) => latest.current.handler(event as HubEvent<T>),
-      { onRefetch: () => latest.current.onRefetch?.() },
+      (event) => onEvent(event),
+      { onRefetch: () => onRefetch() },
     );
   }, [hub, key, patientId, enabled]);
 }
@@ -63,18 +63,19 @@ export interface Query<T> {
 }
 
 /** Loads data once the client has its replay baseline (so nothing committed between the
- * load and the connection is lost), and again whenever `deps` change or `reload` runs. */
-export function useHubQuery<T>(load: () => Promise<T>, deps: readonly unknown[]): Query<T> {
+ * load and the connection is lost), and again whenever `deps` (ids, compared as
+ * strings) change or `reload` runs. */
+export function useHubQuery<T>(load: () => Promise<T>, deps: readonly (string | number | undefined)[]): Query<T> {
   const hub = useHub();
   const [state, setState] = useState<{ data?: T; error?: Error }>({});
   const [round, setRound] = useState(0);
-  const loader = useRef(load);
-  loader.current = load;
+  const loader = useEffectEvent(load);
+  const key = deps.join("\u0000");
   useEffect(() => {
     let alive = true;
     hub
       .ready()
-      .then(() => loader.current())
+      .then(() => loader())
       .then(
         (data) => alive && setState({ data }),
         (error: Error) => alive && setState((s) => ({ ...s, error })),
@@ -82,8 +83,7 @@ export function useHubQuery<T>(load: () => Promise<T>, deps: readonly unknown[])
     return () => {
       alive = false;
     };
-    // The caller names the deps of `load`, as with useEffect.
-  }, [hub, round, ...deps]);
+  }, [hub, round, key]);
   const reload = useCallback(() => setRound((r) => r + 1), []);
   return { data: state.data, error: state.error, reload };
 }

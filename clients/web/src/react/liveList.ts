@@ -18,7 +18,8 @@ export interface LiveListOptions<T, E extends EventType> {
   /** Called after an event was applied: a place for toasts. */
   onApplied?: (event: HubEvent<E>) => void;
   patientId?: string | undefined;
-  deps?: readonly unknown[];
+  /** Ids the load depends on (compared as strings). */
+  deps?: readonly (string | number | undefined)[];
 }
 
 export interface LiveList<T> {
