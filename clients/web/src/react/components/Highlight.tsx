@@ -1,21 +1,21 @@
 import { createElement, useEffect, useRef, useState, type HTMLAttributes, type ReactNode } from "react";
 
-/** True for `ms` after `changeKey` changes (not on first render). A burst of changes
- * keeps it on and extends it, so the mark stays steady instead of flashing. */
+import { Pulse } from "../pulse";
+
+/** True for `ms` after `changeKey` changes, and on first render when it already has a
+ * value (an item that arrived by an event). A burst of changes keeps it on and extends
+ * it, so the mark stays steady instead of flashing. */
 export function useHighlight(changeKey: unknown, ms = 2500): boolean {
   const [on, setOn] = useState(false);
+  const [pulse] = useState(() => new Pulse(ms, setOn));
   const first = useRef(true);
-  const timer = useRef<ReturnType<typeof setTimeout> | undefined>(undefined);
   useEffect(() => {
-    if (first.current) {
-      first.current = false;
-      if (changeKey === undefined) return;
-    }
-    setOn(true);
-    clearTimeout(timer.current);
-    timer.current = setTimeout(() => setOn(false), ms);
-  }, [changeKey, ms]);
-  useEffect(() => () => clearTimeout(timer.current), []);
+    const initial = first.current;
+    first.current = false;
+    if (initial && changeKey === undefined) return;
+    pulse.mark();
+  }, [changeKey, pulse]);
+  useEffect(() => () => pulse.dispose(), [pulse]);
   return on;
 }
 
