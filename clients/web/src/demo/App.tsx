@@ -112,7 +112,7 @@ function SignIn({ onSignedIn }: { onSignedIn: (s: Session) => void }) {
       <h1>Clinic hub</h1>
       <p>Development sign-in: pick a demo user of a tenant.</p>
       <form className="stack-form" onSubmit={submit} aria-label="Sign in">
-        <label>Tenant <input name="tenant" defaultValue="demo" required pattern="[a-z0-9][a-z0-9-]*" /></label>
+        <label>Tenant <input name="tenant" defaultValue="demo" required pattern="[a-z0-9][a-z0-9\-]*" /></label>
         <label>User
           <select name="user">
             {DEMO_STAFF.map((s) => <option key={s.id} value={`${s.id}|${s.role}`}>{s.label}</option>)}

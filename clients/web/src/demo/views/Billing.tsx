@@ -56,7 +56,7 @@ function Claims({ session }: { session: Session }) {
       <form className="inline-form" onSubmit={create} aria-label="New claim">
         <PatientSelect />
         <input name="payer" aria-label="Payer" defaultValue="payer-acme" required />
-        <input name="amount" aria-label="Claim amount" type="number" min="0" step="0.01" required />
+        <input name="amount" aria-label="Claim amount" placeholder="Amount ($)" type="number" min="0" step="0.01" required />
         <button type="submit">Create claim</button>
       </form>
       <label>Denial reason <input value={reason} onChange={(e) => setReason(e.target.value)} aria-label="Denial reason" /></label>
@@ -106,7 +106,7 @@ function Payments() {
         void act(() => hub.api.post("/payments", { patientId: f.get("patient"), amountCents: Math.round(Number(f.get("amount")) * 100), method: "card" }));
       }}>
         <PatientSelect />
-        <input name="amount" aria-label="Payment amount" type="number" min="0.01" step="0.01" required />
+        <input name="amount" aria-label="Payment amount" placeholder="Amount ($)" type="number" min="0.01" step="0.01" required />
         <button type="submit">Post payment</button>
       </form>
       <ul className="plain">

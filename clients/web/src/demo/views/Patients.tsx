@@ -96,7 +96,7 @@ function DemographicsForm({ patient, onSave }: { patient: Patient; onSave: (body
       <input name="firstName" aria-label="First name" defaultValue={patient.firstName} required />
       <input name="lastName" aria-label="Last name" defaultValue={patient.lastName} required />
       <input name="dateOfBirth" aria-label="Date of birth" type="date" defaultValue={patient.dateOfBirth} required />
-      <input name="phone" aria-label="Phone" defaultValue={patient.phone ?? ""} />
+      <input name="phone" aria-label="Phone" placeholder="Phone" defaultValue={patient.phone ?? ""} />
       <button type="submit">Save demographics</button>
     </form>
   );
@@ -112,7 +112,7 @@ export function PaymentForm({ patientId }: { patientId: string }) {
   };
   return (
     <form className="inline-form" onSubmit={submit} aria-label="Record a payment">
-      <input name="amount" aria-label="Amount" type="number" min="0.01" step="0.01" required />
+      <input name="amount" aria-label="Amount" placeholder="Amount ($)" type="number" min="0.01" step="0.01" required />
       <select name="method" aria-label="Method"><option>card</option><option>cash</option><option>check</option></select>
       <button type="submit">Record payment</button>
     </form>
