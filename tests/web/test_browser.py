@@ -51,7 +51,14 @@ def web_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     dist = WEB / "dist"
     if not (dist / "index.html").exists():
         pytest.fail("clients/web/dist is not built: scripts/test builds it (npm run build)")
-    stack = Stack.create("sqlite", tmp_path_factory.mktemp("web-stack"), HUB_WEB_DIST_DIR=str(dist))
+    # Credentials of 30 s (the least the api allows): the windows renew them during the
+    # scenarios, as a long-open tab does every hour.
+    stack = Stack.create(
+        "sqlite",
+        tmp_path_factory.mktemp("web-stack"),
+        HUB_WEB_DIST_DIR=str(dist),
+        HUB_SESSION_TTL_SECONDS="30",
+    )
     try:
         for tenant in (TENANT, OTHER_TENANT):
             subprocess.run(

@@ -10,7 +10,7 @@ interface Probe {
   granted: number[];
   received: string[];
 }
-type ProbeWindow = Window & { crossTenant?: Probe };
+type ProbeWindow = Window & { crossTenant?: Probe; statusLog?: string[] };
 
 let desk: Page; // tenant A, front desk
 let doctor: Page; // tenant A, provider
@@ -134,4 +134,28 @@ test("the other tenant's window shows none of it", async () => {
   expect(probe.received.filter((t) => !t.startsWith(`tenants/${env.otherTenant()}/`))).toEqual([]);
   // The probe does receive what its own tenant allows: it was really listening.
   expect(probe.received).toContain(`tenants/${env.otherTenant()}/meta/seq`);
+});
+
+test("a window renews its broker credentials before they expire and stays live", async ({ request }) => {
+  await desk.evaluate(() => {
+    const w = window as ProbeWindow;
+    w.statusLog = [];
+    window.hubDemo!.client.onStatus((s) => w.statusLog!.push(s));
+  });
+  // The stack issues 30-second credentials: a renewal (same client id, new password)
+  // comes within the lifetime, and the broker drops the connection once for it.
+  const renewal = await desk.waitForResponse(
+    (r) => r.url().endsWith("/realtime/credentials") && (r.request().postData() ?? "").includes("clientId"),
+    { timeout: 90_000 },
+  );
+  expect(renewal.status()).toBe(200);
+  const bearer = await token(request, env.tenant(), "fd-garcia");
+  const [patient] = await api<{ id: string }[]>(request, bearer, "GET", "/patients?limit=1");
+  const made = await api<{ id: string }>(request, bearer, "POST", "/appointments", {
+    patientId: patient!.id, providerId: "dr-okafor", locationId: "loc-main",
+    scheduledStart: todayAt(18).toISOString(), scheduledEnd: todayAt(18, 30).toISOString(),
+  });
+  await expect(row(desk, "data-appointment", made.id)).toContainText("18:00");
+  await expectLive(desk);
+  expect(await desk.evaluate(() => (window as ProbeWindow).statusLog)).not.toContain("reconnecting");
 });
