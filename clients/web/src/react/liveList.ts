@@ -1,7 +1,7 @@
 // A list kept current by events: created and updated events upsert an item, removing
 // events take it out, and an older event never overwrites a newer one.
 
-import { useCallback, useState } from "react";
+import { useCallback, useRef, useState } from "react";
 
 import type { EventType, HubEvent } from "../core/catalog";
 import { useHubEvents, useHubQuery } from "./hooks";
@@ -31,14 +31,19 @@ export interface LiveList<T> {
   reload: () => void;
 }
 
+interface Change<T> {
+  item: T | null; // null: removed by an event
+  seq: number;
+  load: number; // the load that was running or done when the event arrived
+}
+
 interface State<T> {
   base: T[] | undefined;
-  byId: Map<string, T | null>; // null: removed by an event
-  seqs: Map<string, number>;
+  changes: Map<string, Change<T>>;
 }
 
 export function applyToList<T extends { id: string }>(items: readonly T[], changed: ReadonlyMap<string, T | null>): T[] {
-  const out = items.filter((item) => !changed.has(item.id)).concat();
+  const out = items.filter((item) => !changed.has(item.id));
   for (const item of changed.values()) if (item) out.push(item);
   return out;
 }
@@ -47,29 +52,34 @@ export function useLiveList<T extends { id: string }, E extends EventType>(
   types: readonly E[],
   options: LiveListOptions<T, E>,
 ): LiveList<T> {
-  const [state, setState] = useState<State<T>>({ base: undefined, byId: new Map(), seqs: new Map() });
+  const [state, setState] = useState<State<T>>({ base: undefined, changes: new Map() });
+  const loads = useRef(0);
   const { load, patientId } = options;
   const query = useHubQuery(async () => {
+    const started = ++loads.current;
     const base = await load();
-    // A fresh load supersedes the events applied so far.
-    setState({ base, byId: new Map(), seqs: new Map() });
+    // The fresh list supersedes the events applied before this load began. Events that
+    // arrived while it ran may be newer than what it read: they stay on top of it.
+    setState((s) => ({ base, changes: new Map([...s.changes].filter(([, c]) => c.load >= started)) }));
     return base;
   }, [...(options.deps ?? []), patientId]);
   const { reload } = query;
   useHubEvents(
     types,
     (event) => {
-      const id = event.entityId;
       if (options.accepts && !options.accepts(event)) return;
+      const id = event.entityId;
+      const item = options.removes?.(event) ? null : options.toItem ? options.toItem(event) : (event.data as unknown as T);
+      const load = loads.current;
       setState((s) => {
-        if ((s.seqs.get(id) ?? 0) >= event.seq) return s;
-        const item = options.removes?.(event) ? null : (options.toItem ? options.toItem(event) : (event.data as unknown as T));
-        return { base: s.base, byId: new Map(s.byId).set(id, item), seqs: new Map(s.seqs).set(id, event.seq) };
+        if ((s.changes.get(id)?.seq ?? 0) >= event.seq) return s; // never older over newer
+        return { base: s.base, changes: new Map(s.changes).set(id, { item, seq: event.seq, load }) };
       });
       options.onApplied?.(event);
     },
     { patientId, onRefetch: useCallback(() => reload(), [reload]) },
   );
-  const items = state.base ? applyToList(state.base, state.byId) : [];
-  return { items, changes: state.seqs, loading: state.base === undefined && !query.error, error: query.error, reload };
+  const items = state.base ? applyToList(state.base, new Map([...state.changes].map(([id, c]) => [id, c.item]))) : [];
+  const changes = new Map([...state.changes].map(([id, c]) => [id, c.seq]));
+  return { items, changes, loading: state.base === undefined && !query.error, error: query.error, reload };
 }
