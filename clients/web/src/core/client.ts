@@ -150,8 +150,7 @@ export class HubClient {
     globalThis.removeEventListener?.("online", this.onOnline);
     globalThis.removeEventListener?.("offline", this.onOffline);
     const client = this.mqtt;
-    this.mqtt = null;
-    client?.removeAllListeners();
+    this.mqtt = null; // first: the `mine` guard then ignores this client's last events
     client?.end(true);
     this.setStatus("offline");
   }
@@ -225,8 +224,7 @@ export class HubClient {
 
   private onClose(client: MqttClient): void {
     this.mqtt = null;
-    client.removeAllListeners();
-    client.end(true);
+    client.end(true); // its listeners stay (an EventEmitter throws on an unheard "error")
     if (this.stopped) return;
     if (this.authRefused) {
       void this.afterRefusal();
