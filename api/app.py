@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from fastapi import FastAPI
-from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
 from api.domain.appointments import Clinic
@@ -32,9 +31,8 @@ from api.routers import (
 from api.runtime import running
 from api.settings import Settings
 
-CLIENTS = Path(__file__).resolve().parent.parent / "clients"
-DEFAULT_WEB_DIST = CLIENTS / "web" / "dist"
-LIVE_BOARD = CLIENTS / "live-board"
+# The demo app (clients/web), built by scripts/up and scripts/test with `vite build`.
+DEFAULT_WEB_DIST = Path(__file__).resolve().parent.parent / "clients" / "web" / "dist"
 
 
 class _NoQueryStrings(logging.Filter):
@@ -95,14 +93,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     web = settings.web_dist_dir or DEFAULT_WEB_DIST
     if (web / "index.html").exists():
         app.mount("/", StaticFiles(directory=web, html=True), name="web")
-    elif settings.development and (LIVE_BOARD / "public" / "index.html").exists():
-        # No built web app: the no-build live board, with MQTT.js from its npm install.
-        mqtt_js = LIVE_BOARD / "node_modules" / "mqtt" / "dist" / "mqtt.min.js"
-
-        @app.get("/vendor/mqtt.min.js", include_in_schema=False)
-        def _mqtt_js() -> FileResponse:
-            return FileResponse(mqtt_js, media_type="text/javascript")
-
-        app.mount("/", StaticFiles(directory=LIVE_BOARD / "public", html=True), name="board")
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     return app

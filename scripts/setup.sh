@@ -26,3 +26,35 @@ if [ ! -f "$stamp" ]; then
   rm -f .venv/.installed-*
   touch "$stamp"
 fi
+
+# Node: the web client (clients/web: Vite 7, Vitest 4, Playwright) needs Node 20.19 or
+# newer with npm. Where npm is missing, Debian's nodejs and npm are installed; Debian
+# 12's nodejs is 18, which is too old, so such a machine needs Node 20 first.
+setup_web() {
+  if ! command -v npm >/dev/null; then
+    echo "setup: installing Debian packages (nodejs, npm)" >&2
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
+  fi
+  if ! node -e 'const [a, b] = process.versions.node.split(".").map(Number); process.exit(a > 20 || (a === 20 && b >= 19) ? 0 : 1)'; then
+    echo "setup: clients/web needs Node 20.19 or newer; found $(node --version)" >&2
+    return 1
+  fi
+  # npm ci with the committed package-lock.json, again only when the lock changes.
+  local web_stamp
+  web_stamp="clients/web/node_modules/.installed-$(sha256sum clients/web/package-lock.json | cut -c1-16)"
+  if [ ! -f "$web_stamp" ]; then
+    echo "setup: installing the web client's npm packages" >&2
+    (cd clients/web && npm ci --no-audit --no-fund --silent)
+    touch "$web_stamp"
+  fi
+}
+
+# The browser tests drive Debian's Chromium; Playwright never downloads a browser.
+setup_chromium() {
+  if [ ! -x /usr/bin/chromium ]; then
+    echo "setup: installing Debian packages (chromium)" >&2
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  fi
+}

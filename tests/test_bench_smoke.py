@@ -1,4 +1,4 @@
-"""Smoke test of the credential issuance benchmark: `python -m bench.credentials --quick`
+"""Smoke tests of the benchmarks: `python -m bench.credentials --quick` and
 runs against a real broker and database, exits 0 and prints a row of figures for each
 level. No timing thresholds: the figures depend on the machine."""
 
@@ -37,3 +37,24 @@ def test_quick_run_prints_a_row_per_level() -> None:
         match = re.search(ROW.format(level=level), out, re.MULTILINE)
         assert match is not None, f"no row for {level} live sessions:\n{out}"
         assert int(match.group(1)) > 0, match.group(0)
+
+
+def test_relay_ha_quick_run_prints_its_tables() -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bench.relay_ha", "--backend", "sqlite", "--events", "3"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        out, err = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGTERM)  # the benchmark stops what it started
+        out, err = proc.communicate(timeout=30)
+        raise AssertionError(f"benchmark did not finish in time:\n{out}\n{err}") from None
+
+    assert proc.returncode == 0, f"exit {proc.returncode}\n{out}\n{err}"
+    for path in ("active", "standby"):
+        assert re.search(rf"^sqlite\s+{path}\s+3\s+[\d.]+\s", out, re.MULTILINE), out
+    assert re.search(r"^sqlite\s+\d+\s+\d+$", out, re.MULTILINE), out

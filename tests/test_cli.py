@@ -104,6 +104,10 @@ def test_up_runs_everything_and_ctrl_c_stops_it(tmp_path: Path) -> None:
         for name in ("dynsec-admin", "hub-service", "jwt-secret"):
             assert stat.S_IMODE((tmp_path / "var" / "secrets" / name).stat().st_mode) == 0o600
         assert (tmp_path / "var" / "broker" / "dynamic-security.json").exists()
+        # The built demo app at / (scripts/test builds clients/web before pytest).
+        page = httpx.get(base + "/")
+        assert page.status_code == 200
+        assert "<title>Clinic hub</title>" in page.text
         # The development sign-in, the schedule, and a live WebSocket subscription.
         token = httpx.post(
             base + "/dev/token",
