@@ -119,7 +119,6 @@ def test_live_schedule_tenant_isolation_and_broker_restart_in_the_browser(
     assert (ARTIFACTS / "schedule.png").stat().st_size > 0
 
 
-@pytest.mark.domains
 def test_demographics_billing_and_biopsy_alerts_in_the_browser(
     web_stack: Stack, broker_control: str
 ) -> None:

@@ -1,6 +1,6 @@
 // What the demo views load from the api, and small shared hooks.
 
-import { ApiError, type HubApi } from "../core";
+import { type HubApi } from "../core";
 import { useHub, useHubQuery } from "../react";
 
 export interface Patient {
@@ -26,17 +26,11 @@ export interface Location {
   name: string;
 }
 
-/** A list route of a domain. Until a route exists (404/405) the list starts empty and
- * fills from live events; it may answer a bare array or `{"<key>": [...]}`. */
+/** A list route of a domain: a bare array, or `{"<key>": [...]}`. */
 export async function loadList<T>(api: HubApi, path: string, key: string): Promise<T[]> {
-  try {
-    const body = await api.get<unknown>(path);
-    if (Array.isArray(body)) return body as T[];
-    return ((body as Record<string, unknown>)[key] as T[] | undefined) ?? [];
-  } catch (err) {
-    if (err instanceof ApiError && (err.status === 404 || err.status === 405)) return [];
-    throw err;
-  }
+  const body = await api.get<unknown>(path);
+  if (Array.isArray(body)) return body as T[];
+  return ((body as Record<string, unknown>)[key] as T[] | undefined) ?? [];
 }
 
 export function useDirectory() {
