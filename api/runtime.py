@@ -113,6 +113,9 @@ async def _prune_loop(rt: Runtime) -> None:
 
     while True:
         try:
+            if not rt.relay.leading:  # the active relay's process prunes for everyone
+                await asyncio.sleep(60)
+                continue
             removed = await anyio.to_thread.run_sync(prune)
             forgotten = await rt.issuer.prune(keep)
             if removed or forgotten:
@@ -123,7 +126,8 @@ async def _prune_loop(rt: Runtime) -> None:
 
 
 async def _board_loop(rt: Runtime, clinic: Clinic) -> None:
-    """Publish today's board at start, then again as each clinic day begins."""
+    """Publish today's board when this process's relay becomes the active one (at
+    start, or on taking over), then again as each clinic day begins."""
 
     def refresh(day: date) -> int:
         with rt.sessions() as session:
@@ -131,6 +135,10 @@ async def _board_loop(rt: Runtime, clinic: Clinic) -> None:
 
     done: date | None = None
     while True:
+        if not rt.relay.leading:  # another process's relay publishes: it refreshes
+            done = None
+            await asyncio.sleep(0.5)
+            continue
         today = clinic.today()
         if today != done:
             try:
