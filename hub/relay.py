@@ -103,6 +103,7 @@ class Relay(BackgroundService):
         self._last_published_at: datetime | None = None
         self._last_error: str | None = None
         self._failed_pubacks: list[ReasonCode] = []
+        self._lost: str | None = None  # why the broker connection ended, once it did
         self._connected_since: datetime | None = None
         self._leadership = leadership or leadership_for(
             sessions=sessions, read_sessions=self._read_sessions, on_notify=self.wake
@@ -180,13 +181,16 @@ class Relay(BackgroundService):
         # A whole batch is in flight at once on purpose; don't warn about it.
         client.pending_calls_threshold = 2 * self._batch_size + 100
         async with client:
-            self._watch_pubacks(client)
+            self._lost = None
+            self._watch(client)
             self._connected = True
             self._connected_since = utcnow()
             connected_at = asyncio.get_running_loop().time()
             log.info("relay connected to %s:%s", self._host, self._port)
             try:
                 while True:
+                    if self._lost is not None:
+                        raise aiomqtt.MqttError(self._lost)
                     self._wake.clear()
                     # Only a relay that can publish asks to lead; the leader checks
                     # here that it still does.
@@ -227,19 +231,29 @@ class Relay(BackgroundService):
             # A thread call finishes even if this task is cancelled meanwhile.
             await anyio.to_thread.run_sync(turn.close)
 
-    def _watch_pubacks(self, client: aiomqtt.Client) -> None:
+    def _watch(self, client: aiomqtt.Client) -> None:
         """aiomqtt resolves a publish on any PUBACK; record refusals (reason >= 0x80)
-        so a batch the broker refused is not marked published."""
+        so a batch the broker refused is not marked published. And note a lost
+        connection at once, even while idle: a relay that cannot publish must stand
+        by without waiting for its next publish to fail."""
         paho = client._client  # noqa: SLF001 - aiomqtt exposes no PUBACK reason code
-        inner: Any = paho.on_publish
+        inner_publish: Any = paho.on_publish
+        inner_disconnect: Any = paho.on_disconnect
 
         def on_publish(c: Any, userdata: Any, mid: int, reason: ReasonCode, props: Any) -> None:
             if reason.is_failure:
                 self._failed_pubacks.append(reason)
-            if inner is not None:
-                inner(c, userdata, mid, reason, props)
+            if inner_publish is not None:
+                inner_publish(c, userdata, mid, reason, props)
+
+        def on_disconnect(c: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+            self._lost = f"disconnected by the broker: {reason}"
+            self._wake.set()
+            if inner_disconnect is not None:
+                inner_disconnect(c, userdata, flags, reason, props)
 
         paho.on_publish = on_publish
+        paho.on_disconnect = on_disconnect
 
     def _fetch(self, turn: Turn) -> list[_Row]:
         rows: Sequence[OutboxEvent] = turn.fetch(self._batch_size)
