@@ -5,7 +5,7 @@ overlap, whoever leads."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -49,21 +49,23 @@ class Processes:
             read_sessions=make_sessionmaker(engine, read_only=True),
         )
 
+    def close(self) -> None:
+        for engine in self.engines:
+            engine.dispose()
+
 
 @pytest.fixture
-async def processes(database: Database) -> AsyncIterator[Processes]:
+def processes(database: Database) -> Iterator[Processes]:
     p = Processes(database.url)
     yield p
-    for engine in p.engines:
-        engine.dispose()
+    p.close()
 
 
 @pytest.fixture
-async def pg_processes(postgres: Database) -> AsyncIterator[Processes]:
+def pg_processes(postgres: Database) -> Iterator[Processes]:
     p = Processes(postgres.url)
     yield p
-    for engine in p.engines:
-        engine.dispose()
+    p.close()
 
 
 async def test_one_leader_at_a_time_handed_over_when_it_steps_down_or_leaves(
