@@ -79,6 +79,8 @@ class BrokerAdmin(Protocol):
 
     async def delete_client(self, username: str) -> None: ...
 
+    async def add_client_role(self, username: str, role: str) -> None: ...
+
     async def set_client_password(self, username: str, password: str) -> None: ...
 
     async def list_clients(self) -> list[str]: ...
@@ -342,6 +344,12 @@ class DynsecAdmin(BackgroundService):
     async def delete_client(self, username: str) -> None:
         await self.execute(
             [{"command": "deleteClient", "username": username}], tolerate=("Client not found",)
+        )
+
+    async def add_client_role(self, username: str, role: str) -> None:
+        """Give an existing client one more role (the broker disconnects it)."""
+        await self.execute(
+            [{"command": "addClientRole", "username": username, "rolename": role, "priority": 0}]
         )
 
     async def set_client_password(self, username: str, password: str) -> None:
