@@ -50,6 +50,9 @@ Role = Literal["active", "standby"]
 # locks are per database, so deployments on separate databases never collide.
 LEADER_LOCK_KEY = int.from_bytes(b"hubrelay", "big")
 PASS_LOCK_KEY = int.from_bytes(b"hubpass1", "big")
+# How the dedicated connections appear in pg_stat_activity (unless the URL names them).
+LEADER_APPLICATION_NAME = "hub-relay-leadership"
+LISTENER_APPLICATION_NAME = "hub-outbox-listener"
 
 
 class Turn:
@@ -199,10 +202,9 @@ class PostgresLeadership(Leadership):
         timeout: float = 10.0,
     ) -> None:
         super().__init__(sessions=sessions, read_sessions=read_sessions)
-        self._conninfo = conninfo(engine.url)
-        self._listener = (
-            NotifyListener(conninfo=self._conninfo, on_notify=on_notify) if on_notify else None
-        )
+        self._conninfo = conninfo(engine.url, application_name=LEADER_APPLICATION_NAME)
+        listen = conninfo(engine.url, application_name=LISTENER_APPLICATION_NAME)
+        self._listener = NotifyListener(conninfo=listen, on_notify=on_notify) if on_notify else None
         self._conn: psycopg.AsyncConnection[TupleRow] | None = None
         self._pass_timeout = pass_timeout
         self._timeout = timeout

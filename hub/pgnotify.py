@@ -43,9 +43,12 @@ def notify_outbox(session: Session) -> None:
         session.execute(text(f"NOTIFY {OUTBOX_CHANNEL}"))
 
 
-def conninfo(url: URL) -> str:
-    """A libpq connection string for a SQLAlchemy PostgreSQL URL, with keepalives."""
+def conninfo(url: URL, *, application_name: str | None = None) -> str:
+    """A libpq connection string for a SQLAlchemy PostgreSQL URL, with keepalives (and
+    ``application_name``, which names the connection in ``pg_stat_activity``)."""
     params: dict[str, Any] = dict(_KEEPALIVES)
+    if application_name:
+        params["application_name"] = application_name
     params.update(url.translate_connect_args(username="user", database="dbname"))
     for key, value in url.query.items():
         params[key] = value if isinstance(value, str) else value[-1]

@@ -16,7 +16,9 @@ from typing import Any
 
 import httpx
 import pytest
+import sqlalchemy as sa
 
+from hub.leader import LEADER_APPLICATION_NAME
 from tests.conftest import _require_backend
 from tests.support.clinic import Clinic
 from tests.support.mqtt import WAIT, Probe, Received
@@ -43,7 +45,12 @@ def _wait(condition: Callable[[], bool], what: str, timeout: float = WAIT) -> No
 
 
 def _roles(*apis: Api) -> list[str]:
-    return [_ready(api)["relay"]["role"] for api in apis]
+    """Each api's relay role, or "not ready" (a moment after a lost connection)."""
+    roles = []
+    for api in apis:
+        r = httpx.get(api.base_url + "/readyz", timeout=5)
+        roles.append(r.json()["checks"]["relay"]["role"] if r.status_code == 200 else "not ready")
+    return roles
 
 
 def _active_and_standby(first: Api, second: Api) -> tuple[Api, Api]:
@@ -280,3 +287,57 @@ def test_a_commit_in_the_standbys_process_wakes_the_active_relay_at_once(
             pair.got.wait_for(pair.one, newest["id"], WAIT)
             assert newest["entityId"] == appt["id"]
         assert _roles(pair.active, pair.standby) == ["active", "standby"]
+
+
+@pytest.fixture
+def pg_two_apis(tmp_path: Path) -> Iterator[TwoApis]:
+    _require_backend("postgresql")
+    stack = Stack.create("postgresql", tmp_path / "stack")
+    try:
+        with _two_apis(stack) as pair:
+            yield pair
+    finally:
+        stack.close()
+
+
+@pytest.mark.postgres
+def test_losing_the_leadership_connection_keeps_publication_exactly_once(
+    pg_two_apis: TwoApis,
+) -> None:
+    pair = pg_two_apis
+    errors: list[BaseException] = []
+    _join([_write(pair.stack, pair.one, pair.active, 4, errors)], errors)
+    # The server ends the active relay's leadership connection (a network blip, an
+    # administrator's pg_terminate_backend): the lock goes with it.
+    engine = sa.create_engine(pair.stack.db.url)
+    try:
+        with engine.begin() as conn:
+            ended = conn.execute(
+                sa.text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE application_name = :name AND datname = current_database()"
+                    " AND pid IN (SELECT pid FROM pg_locks WHERE locktype = 'advisory')"
+                ),
+                {"name": LEADER_APPLICATION_NAME},
+            ).all()
+        assert ended == [(True,)]
+    finally:
+        engine.dispose()
+    # One of the two relays leads again (either may win), and both are ready.
+    _wait(
+        lambda: sorted(_roles(pair.active, pair.standby)) == ["active", "standby"],
+        "one active relay again",
+        SETTLE,
+    )
+    _join(
+        [
+            _write(pair.stack, clinic, api, 4, errors)
+            for clinic in (pair.one, pair.two)
+            for api in (pair.active, pair.standby)
+        ],
+        errors,
+    )
+    _settle(pair.stack, pair.got, [pair.one, pair.two], pair.standby)
+    for clinic in (pair.one, pair.two):
+        committed = _committed(pair.stack, clinic, pair.standby)
+        assert pair.got.events[clinic.tenant] == committed
