@@ -59,7 +59,9 @@ class Turn:
     """One relay pass on short transactions of its own: read, then mark and commit.
     Used where leadership alone keeps passes apart (one process, a file lock)."""
 
-    def __init__(self, sessions: sessionmaker[Session], read_sessions: sessionmaker[Session]):
+    def __init__(
+        self, sessions: sessionmaker[Session], read_sessions: sessionmaker[Session]
+    ) -> None:
         self._sessions = sessions
         self._read_sessions = read_sessions
 
