@@ -78,7 +78,8 @@ def broker_passwords(settings: Settings) -> tuple[str, str]:
 
 async def _bootstrap_broker(rt: Runtime, service_password: str) -> None:
     """Idempotent, at every start: tighten the default ACLs and make sure the relay's
-    account exists with the configured password. Waits for the broker if it is down."""
+    account exists and takes the configured password (set only if the broker refuses
+    it, so other api processes' relays stay connected). Waits for a broker that is down."""
     while True:
         try:
             await rt.admin.wait_connected(timeout=3600)
