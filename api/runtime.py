@@ -88,7 +88,8 @@ def broker_passwords(settings: Settings) -> tuple[str, str]:
 
 async def _bootstrap_broker(rt: Runtime, service_password: str) -> None:
     """Idempotent, at every start: tighten the default ACLs and make sure the relay's
-    account exists with the configured password. Waits for the broker if it is down."""
+    account exists and takes the configured password (set only if the broker refuses
+    it, so other api processes' relays stay connected). Waits for a broker that is down."""
     while True:
         try:
             await rt.admin.wait_connected(timeout=3600)
@@ -123,6 +124,9 @@ async def _prune_loop(rt: Runtime) -> None:
 
     while True:
         try:
+            if not rt.relay.leading:  # the active relay's process prunes for everyone
+                await asyncio.sleep(60)
+                continue
             removed = await anyio.to_thread.run_sync(prune)
             forgotten = await rt.issuer.prune(keep)
             if removed or forgotten:
@@ -153,7 +157,8 @@ async def _alert_loop(rt: Runtime) -> None:
 
 
 async def _board_loop(rt: Runtime, clinic: Clinic) -> None:
-    """Publish today's board at start, then again as each clinic day begins."""
+    """Publish today's board when this process's relay becomes the active one (at
+    start, or on taking over), then again as each clinic day begins."""
 
     def refresh(day: date) -> int:
         with rt.sessions() as session:
@@ -161,6 +166,10 @@ async def _board_loop(rt: Runtime, clinic: Clinic) -> None:
 
     done: date | None = None
     while True:
+        if not rt.relay.leading:  # another process's relay publishes: it refreshes
+            done = None
+            await asyncio.sleep(0.5)
+            continue
         today = clinic.today()
         if today != done:
             try:

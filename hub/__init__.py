@@ -18,6 +18,7 @@ from hub.errors import (
     TokenError,
     UnknownEventTypeError,
 )
+from hub.leader import FileLeadership, Leadership, PostgresLeadership, leadership_for
 from hub.outbox import EmittedEvent, ReplayPage, Snapshot, emit, latest_seq, replay
 from hub.relay import Relay, RelayStatus
 from hub.tokens import Principal, TokenVerifier, mint_dev_token
@@ -43,8 +44,11 @@ __all__ = [
     "EmittedEvent",
     "EventType",
     "EventValidationError",
+    "FileLeadership",
     "HubError",
     "IssuedCredentials",
+    "Leadership",
+    "PostgresLeadership",
     "Principal",
     "Relay",
     "RelayStatus",
@@ -62,6 +66,7 @@ __all__ = [
     "event_topic",
     "get_event_type",
     "latest_seq",
+    "leadership_for",
     "meta_seq_topic",
     "mint_dev_token",
     "notification_topic",

@@ -26,7 +26,7 @@ from typing import Any, Literal, Protocol
 import aiomqtt
 
 from hub.errors import BrokerUnavailableError, DynsecError
-from hub.mqtt import publish_properties
+from hub.mqtt import login_accepted, publish_properties
 from hub.service import BackgroundService, wait_event
 
 log = logging.getLogger("hub.broker_admin")
@@ -78,6 +78,8 @@ class BrokerAdmin(Protocol):
     ) -> None: ...
 
     async def delete_client(self, username: str) -> None: ...
+
+    async def add_client_role(self, username: str, role: str) -> None: ...
 
     async def set_client_password(self, username: str, password: str) -> None: ...
 
@@ -309,13 +311,18 @@ class DynsecAdmin(BackgroundService):
     async def ensure_service_client(
         self, *, username: str, password: str, roles: Sequence[str]
     ) -> None:
-        """Create a hub account, or reset its password and roles if it exists."""
-        (reply,) = await self.execute(
-            [{"command": "createClient", "username": username, "password": password}],
-            tolerate=("Client already exists",),
-        )
-        if reply.get("error"):
-            await self.set_client_password(username, password)
+        """Create a hub account, or reset its password if the broker refuses it, and
+        add the roles it lacks. An account that already logs in with ``password`` is
+        left as it is: setting a password disconnects the account's clients, the
+        relays of every other api process among them."""
+        if not await self._login_accepted(username, password):
+            (reply,) = await self.execute(
+                [{"command": "createClient", "username": username, "password": password}],
+                tolerate=("Client already exists",),
+            )
+            # Another api process may have just created it with this very password.
+            if reply.get("error") and not await self._login_accepted(username, password):
+                await self.set_client_password(username, password)
         (info,) = await self.execute([{"command": "getClient", "username": username}])
         held = {r.get("rolename") for r in info.get("data", {}).get("client", {}).get("roles", [])}
         # addClientRole for a role already held answers "Internal error" in 2.0.11.
@@ -325,9 +332,24 @@ class DynsecAdmin(BackgroundService):
                 [{"command": "addClientRole", "username": username, "rolename": r} for r in missing]
             )
 
+    async def _login_accepted(self, username: str, password: str) -> bool:
+        return await login_accepted(
+            host=self._host,
+            port=self._port,
+            username=username,
+            password=password,
+            timeout=self._timeout,
+        )
+
     async def delete_client(self, username: str) -> None:
         await self.execute(
             [{"command": "deleteClient", "username": username}], tolerate=("Client not found",)
+        )
+
+    async def add_client_role(self, username: str, role: str) -> None:
+        """Give an existing client one more role (the broker disconnects it)."""
+        await self.execute(
+            [{"command": "addClientRole", "username": username, "rolename": role, "priority": 0}]
         )
 
     async def set_client_password(self, username: str, password: str) -> None:

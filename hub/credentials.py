@@ -13,6 +13,7 @@ a reaper deletes expired ones, which also disconnects their live sessions.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 from collections.abc import Callable, Sequence
@@ -336,7 +337,38 @@ class CredentialIssuer(BackgroundService):
 
         last = await self._db(done)
         if last is not None:
-            await self._admin.delete_role(user_role(*last).name)
+            role = user_role(*last)
+            await self._admin.delete_role(role.name)
+            await self._restore_user_role(role, *last)
+
+    async def _restore_user_role(self, role: Role, tenant: str, user_id: str) -> None:
+        """Another api process may have issued a session to this user after the check
+        above and before the role was deleted, which took the role from that session
+        too. Sessions recorded since then are found here and given the role back;
+        one recorded later meets the missing role itself and makes it again."""
+
+        def live(session: Session) -> list[str]:
+            return list(
+                session.scalars(
+                    select(BrokerSession.username).where(
+                        BrokerSession.tenant == tenant,
+                        BrokerSession.user_id == user_id,
+                        BrokerSession.removed_at.is_(None),
+                        BrokerSession.revoked_at.is_(None),
+                    )
+                ).all()
+            )
+
+        names = await self._db(live)
+        if not names:
+            return
+        log.info("restoring role %s for %d new session(s)", role.name, len(names))
+        await self._admin.ensure_role(role, refresh=True)
+        for name in names:
+            # Not made yet (its own addClientRole will find the role), or it already
+            # holds the role again ("Internal error" in 2.0.11): nothing to do.
+            with contextlib.suppress(DynsecError):
+                await self._admin.add_client_role(name, role.name)
 
     async def reap(self) -> int:
         """Delete every expired or revoked session from the broker; return how many."""

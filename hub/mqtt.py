@@ -1,9 +1,13 @@
-"""MQTT v5 publish properties shared by every hub publisher."""
+"""MQTT v5 helpers shared by every hub client: publish properties, a login check."""
 
 from __future__ import annotations
 
+import uuid
+
+import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
 
 def publish_properties(*, json_body: bool, expiry: int | None = None) -> Properties:
@@ -15,3 +19,34 @@ def publish_properties(*, json_body: bool, expiry: int | None = None) -> Propert
     if expiry is not None:
         props.MessageExpiryInterval = expiry
     return props
+
+
+# CONNACK reason codes that mean "these credentials are refused" (MQTT 5).
+_REFUSED_LOGIN = frozenset({0x86, 0x87})
+
+
+async def login_accepted(
+    *, host: str, port: int, username: str, password: str, timeout: float = 5.0
+) -> bool:
+    """Whether the broker accepts this login: connect with a throwaway client id and
+    clean start, then disconnect. False when the broker refuses the credentials
+    (bad user name or password, not authorised); other failures raise MqttError."""
+    client = aiomqtt.Client(
+        host,
+        port,
+        username=username,
+        password=password,
+        identifier=f"hub-check-{uuid.uuid4().hex[:12]}",
+        protocol=aiomqtt.ProtocolVersion.V5,
+        clean_start=True,
+        timeout=timeout,
+    )
+    try:
+        async with client:
+            return True
+    except aiomqtt.MqttCodeError as exc:
+        rc = exc.rc
+        code = rc.value if isinstance(rc, ReasonCode) else rc
+        if code in _REFUSED_LOGIN:
+            return False
+        raise

@@ -36,6 +36,7 @@ from hub.catalog import get_event_type
 from hub.db import Base, UTCDateTime, utcnow
 from hub.envelope import build_envelope, dumps
 from hub.errors import EventValidationError
+from hub.pgnotify import notify_outbox
 from hub.topics import Topic, event_topic, snapshot_topic, validate_id, validate_tenant
 
 _BigId = BigInteger().with_variant(Integer(), "sqlite")
@@ -141,6 +142,13 @@ def _after_commit(session: Session) -> None:
                 listener()
             except Exception:
                 log.exception("outbox commit listener failed")
+
+
+@event.listens_for(Session, "before_commit")
+def _before_commit(session: Session) -> None:
+    # Relays in other processes LISTEN (hub.pgnotify); delivered only if this commits.
+    if session.info.get(_DIRTY):
+        notify_outbox(session)
 
 
 @event.listens_for(Session, "after_rollback")

@@ -2,10 +2,13 @@
 tenant, QoS 1, and marks them published only after the broker acknowledged them.
 
 It wakes as soon as a transaction in this process commits events (no polling delay
-on the hot path), polls at ``poll_interval`` for events written by other processes,
-and retries with capped, jittered backoff while the broker is away. What was left
-unpublished by a crash is simply still unpublished: it goes out on the next pass.
-Delivery is at least once; subscribers de-duplicate by event id.
+on the hot path), and on PostgreSQL as soon as any process does (LISTEN/NOTIFY); it
+polls at ``poll_interval`` as the fallback, and retries with capped, jittered backoff
+while the broker is away. With several processes on one database, only the active
+relay publishes (``hub.leader``); the others stand by. What was left unpublished by
+a crash is simply still unpublished: it goes out on the next pass. A crash between
+the broker's PUBACKs and the marks re-sends that batch, so delivery is at least once;
+subscribers de-duplicate by event id.
 """
 
 from __future__ import annotations
@@ -29,14 +32,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from hub.db import utcnow
 from hub.envelope import iso_utc
 from hub.errors import BrokerUnavailableError
+from hub.leader import Leadership, Role, Turn, leadership_for
 from hub.mqtt import publish_properties
-from hub.outbox import (
-    OutboxEvent,
-    add_commit_listener,
-    fetch_unpublished,
-    mark_published,
-    remove_commit_listener,
-)
+from hub.outbox import OutboxEvent, add_commit_listener, remove_commit_listener
 from hub.service import BackgroundService, wait_event
 from hub.topics import meta_seq_topic
 
@@ -61,6 +59,9 @@ class RelayStatus:
     published_total: int
     last_published_at: datetime | None
     last_error: str | None
+    role: Role = "standby"  # "active": this relay publishes; "standby": another does
+    connected_since: datetime | None = None
+    leadership_error: str | None = None
 
 
 class Relay(BackgroundService):
@@ -80,7 +81,10 @@ class Relay(BackgroundService):
         batch_size: int = 200,
         poll_interval: float = 1.0,
         max_backoff: float = 5.0,
+        leadership: Leadership | None = None,
     ) -> None:
+        """``leadership``: how relays of several processes agree on one publisher;
+        by default the one that fits the database behind ``sessions``."""
         super().__init__()
         self._sessions = sessions
         self._read_sessions = read_sessions or sessions
@@ -99,12 +103,28 @@ class Relay(BackgroundService):
         self._last_published_at: datetime | None = None
         self._last_error: str | None = None
         self._failed_pubacks: list[ReasonCode] = []
+        self._lost: str | None = None  # why the broker connection ended, once it did
+        self._connected_since: datetime | None = None
+        self._leadership = leadership or leadership_for(
+            sessions=sessions, read_sessions=self._read_sessions, on_notify=self.wake
+        )
 
     @property
     def status(self) -> RelayStatus:
         return RelayStatus(
-            self._connected, self._published_total, self._last_published_at, self._last_error
+            self._connected,
+            self._published_total,
+            self._last_published_at,
+            self._last_error,
+            role=self._leadership.role,
+            connected_since=self._connected_since if self._connected else None,
+            leadership_error=self._leadership.error,
         )
+
+    @property
+    def leading(self) -> bool:
+        """True while this relay is the one that publishes."""
+        return self._leadership.leading
 
     def wake(self) -> None:
         """Thread-safe: publish now (called after every commit that wrote events)."""
@@ -122,6 +142,10 @@ class Relay(BackgroundService):
         self._loop = None
 
     async def _run(self) -> None:
+        async with self._leadership:
+            await self._supervise()
+
+    async def _supervise(self) -> None:
         delay = 0.1
         while True:
             error: str
@@ -157,65 +181,95 @@ class Relay(BackgroundService):
         # A whole batch is in flight at once on purpose; don't warn about it.
         client.pending_calls_threshold = 2 * self._batch_size + 100
         async with client:
-            self._watch_pubacks(client)
+            self._lost = None
+            self._watch(client)
             self._connected = True
+            self._connected_since = utcnow()
             connected_at = asyncio.get_running_loop().time()
             log.info("relay connected to %s:%s", self._host, self._port)
-            while True:
-                self._wake.clear()
-                rows = await anyio.to_thread.run_sync(self._fetch)
-                # Healthy once it published, or stayed up a while with nothing to do; a
-                # broker that accepts the connection but refuses the publishes is not.
-                idle_for = asyncio.get_running_loop().time() - connected_at
-                if not self._healthy and not rows and idle_for > 10:
-                    self._healthy = True
-                    self._last_error = None
-                if rows:
-                    await self._publish(client, rows)
-                    at = utcnow()
-                    await anyio.to_thread.run_sync(self._mark, [r.pk for r in rows], at)
-                    self._published_total += len(rows)
-                    self._last_published_at = at
-                    self._healthy = True
-                    self._last_error = None
-                    if len(rows) == self._batch_size:
+            try:
+                while True:
+                    if self._lost is not None:
+                        raise aiomqtt.MqttError(self._lost)
+                    self._wake.clear()
+                    # Only a relay that can publish asks to lead; the leader checks
+                    # here that it still does.
+                    rows: list[_Row] | None = None
+                    if await self._leadership.refresh(eligible=True):
+                        rows = await self._pass(client)  # None: another pass still runs
+                    # Healthy once it published, or stayed up a while with nothing to do
+                    # (or standing by); a broker that refuses the publishes is not.
+                    idle_for = asyncio.get_running_loop().time() - connected_at
+                    if not self._healthy and not rows and idle_for > 10:
+                        self._healthy = True
+                        self._last_error = None
+                    if rows and len(rows) == self._batch_size:
                         continue
-                await wait_event(self._wake, self._poll_interval)
+                    await wait_event(self._wake, self._poll_interval)
+            finally:
+                # Give leadership up: a relay that cannot publish must not keep the
+                # others from it. (On cancellation, leaving the leadership ends it.)
+                await self._leadership.refresh(eligible=False)
 
-    def _watch_pubacks(self, client: aiomqtt.Client) -> None:
+    async def _pass(self, client: aiomqtt.Client) -> list[_Row] | None:
+        """Fetch, publish, await the PUBACKs, mark: all within one turn."""
+        turn = await anyio.to_thread.run_sync(self._leadership.begin)
+        if turn is None:
+            return None
+        try:
+            rows = await anyio.to_thread.run_sync(self._fetch, turn)
+            if rows:
+                await self._publish(client, rows)
+                at = utcnow()
+                await anyio.to_thread.run_sync(turn.mark, [r.pk for r in rows], at)
+                self._published_total += len(rows)
+                self._last_published_at = at
+                self._healthy = True
+                self._last_error = None
+            return rows
+        finally:
+            # A thread call finishes even if this task is cancelled meanwhile.
+            await anyio.to_thread.run_sync(turn.close)
+
+    def _watch(self, client: aiomqtt.Client) -> None:
         """aiomqtt resolves a publish on any PUBACK; record refusals (reason >= 0x80)
-        so a batch the broker refused is not marked published."""
+        so a batch the broker refused is not marked published. And note a lost
+        connection at once, even while idle: a relay that cannot publish must stand
+        by without waiting for its next publish to fail."""
         paho = client._client  # noqa: SLF001 - aiomqtt exposes no PUBACK reason code
-        inner: Any = paho.on_publish
+        inner_publish: Any = paho.on_publish
+        inner_disconnect: Any = paho.on_disconnect
 
         def on_publish(c: Any, userdata: Any, mid: int, reason: ReasonCode, props: Any) -> None:
             if reason.is_failure:
                 self._failed_pubacks.append(reason)
-            if inner is not None:
-                inner(c, userdata, mid, reason, props)
+            if inner_publish is not None:
+                inner_publish(c, userdata, mid, reason, props)
+
+        def on_disconnect(c: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+            self._lost = f"disconnected by the broker: {reason}"
+            self._wake.set()
+            if inner_disconnect is not None:
+                inner_disconnect(c, userdata, flags, reason, props)
 
         paho.on_publish = on_publish
+        paho.on_disconnect = on_disconnect
 
-    def _fetch(self) -> list[_Row]:
-        with self._read_sessions() as session:
-            rows: Sequence[OutboxEvent] = fetch_unpublished(session, self._batch_size)
-            return [
-                _Row(
-                    r.pk,
-                    r.tenant,
-                    r.seq,
-                    r.topic,
-                    r.payload,
-                    r.snapshot_topic,
-                    r.snapshot_payload,
-                    r.snapshot_expires_at,
-                )
-                for r in rows
-            ]
-
-    def _mark(self, pks: list[int], at: datetime) -> None:
-        with self._sessions.begin() as session:
-            mark_published(session, pks, at)
+    def _fetch(self, turn: Turn) -> list[_Row]:
+        rows: Sequence[OutboxEvent] = turn.fetch(self._batch_size)
+        return [
+            _Row(
+                r.pk,
+                r.tenant,
+                r.seq,
+                r.topic,
+                r.payload,
+                r.snapshot_topic,
+                r.snapshot_payload,
+                r.snapshot_expires_at,
+            )
+            for r in rows
+        ]
 
     async def _publish(self, client: aiomqtt.Client, rows: list[_Row]) -> None:
         """Hand the whole batch to the client in order, then await every PUBACK.

@@ -1,6 +1,7 @@
 """Smoke tests of the benchmarks: `python -m bench.credentials --quick` and
-runs against a real broker and database, exits 0 and prints a row of figures for each
-level. No timing thresholds: the figures depend on the machine."""
+`python -m bench.relay_ha` (three events, SQLite) run against a real broker and
+database, exit 0 and print their rows of figures. No timing thresholds: the figures
+depend on the machine."""
 
 from __future__ import annotations
 
@@ -16,45 +17,36 @@ QUICK_LEVELS = (100, 500)
 ROW = r"^\s*{level}\s+(\d+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s"
 
 
-def test_quick_run_prints_a_row_per_level() -> None:
+def _run(args: list[str], timeout: float) -> str:
+    """Run a benchmark to its end; its stdout. It must exit 0."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bench.credentials", "--quick", "--deadline", "50"],
+        [sys.executable, "-m", *args],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
     try:
-        out, err = proc.communicate(timeout=90)
+        out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        # SIGTERM lets the benchmark stop the broker it started.
+        # SIGTERM lets the benchmark stop the broker (and api processes) it started.
         proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=20)
+        out, err = proc.communicate(timeout=30)
         raise AssertionError(f"benchmark did not finish in time:\n{out}\n{err}") from None
-
     assert proc.returncode == 0, f"exit {proc.returncode}\n{out}\n{err}"
+    return out
+
+
+def test_quick_run_prints_a_row_per_level() -> None:
+    out = _run(["bench.credentials", "--quick", "--deadline", "50"], timeout=90)
     for level in QUICK_LEVELS:
         match = re.search(ROW.format(level=level), out, re.MULTILINE)
         assert match is not None, f"no row for {level} live sessions:\n{out}"
         assert int(match.group(1)) > 0, match.group(0)
 
 
-def test_relay_ha_quick_run_prints_its_tables() -> None:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "bench.relay_ha", "--backend", "sqlite", "--events", "3"],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        out, err = proc.communicate(timeout=120)
-    except subprocess.TimeoutExpired:
-        proc.send_signal(signal.SIGTERM)  # the benchmark stops what it started
-        out, err = proc.communicate(timeout=30)
-        raise AssertionError(f"benchmark did not finish in time:\n{out}\n{err}") from None
-
-    assert proc.returncode == 0, f"exit {proc.returncode}\n{out}\n{err}"
+def test_relay_ha_run_prints_its_tables() -> None:
+    out = _run(["bench.relay_ha", "--backend", "sqlite", "--events", "3"], timeout=120)
     for path in ("active", "standby"):
         assert re.search(rf"^sqlite\s+{path}\s+3\s+[\d.]+\s", out, re.MULTILINE), out
     assert re.search(r"^sqlite\s+\d+\s+\d+$", out, re.MULTILINE), out

@@ -9,6 +9,7 @@ from sqlalchemy import text
 
 from api.deps import RuntimeDep
 from hub.db import utcnow
+from hub.envelope import iso_utc
 from hub.outbox import outbox_stats
 
 router = APIRouter(tags=["health"])
@@ -26,22 +27,34 @@ def healthz() -> dict[str, str]:
 def readyz(runtime: RuntimeDep) -> JSONResponse:
     checks: dict[str, Any] = {}
     ok = True
+    relay = runtime.relay.status
     try:
         with runtime.read_sessions() as session:
             session.execute(text("SELECT 1"))
             stats = outbox_stats(session)
         lag = _age(stats.oldest_unpublished_at)
+        # Lag is the active relay's to answer for: a standby cannot publish, and
+        # taking it out of the load balancer would not help.
+        lag_ok = lag <= MAX_RELAY_LAG_SECONDS or relay.role == "standby"
         checks["database"] = {"ok": True}
         checks["relayLag"] = {
-            "ok": lag <= MAX_RELAY_LAG_SECONDS,
+            "ok": lag_ok,
             "unpublished": stats.unpublished,
             "oldestUnpublishedSeconds": round(lag, 3),
         }
-        ok = ok and lag <= MAX_RELAY_LAG_SECONDS
+        ok = ok and lag_ok
     except Exception as exc:  # any database failure means not ready
         checks["database"] = {"ok": False, "error": type(exc).__name__}
         ok = False
-    relay = runtime.relay.status
+    # Active or standby, a relay is healthy when it is connected and can take part
+    # in choosing the active one.
+    checks["relay"] = {
+        "ok": relay.leadership_error is None,
+        "role": relay.role,
+        "leadershipError": relay.leadership_error,
+        "connectedSince": iso_utc(relay.connected_since) if relay.connected_since else None,
+    }
+    ok = ok and relay.leadership_error is None
     broker_ok = relay.connected and runtime.admin.connected and runtime.broker_ready.is_set()
     checks["broker"] = {
         "ok": broker_ok,

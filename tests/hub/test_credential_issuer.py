@@ -3,12 +3,13 @@ made): its own roles and lifetime, kept across renewals; a global bound."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 import pytest
 
 from hub.broker_admin import Acl, DynsecAdmin, Role
-from hub.credentials import CapacityError, CredentialIssuer
+from hub.credentials import CapacityError, CredentialIssuer, IssuedCredentials
 from hub.db import make_engine, make_sessionmaker, utcnow
 from tests.support.mqtt import Probe
 from tests.support.stack import Stack
@@ -20,6 +21,15 @@ def _admin(stack: Stack) -> DynsecAdmin:
         port=stack.broker.mqtt_port,
         username="hub-admin",
         password=stack.broker.secrets.admin_password,
+    )
+
+
+def _probe(stack: Stack, creds: IssuedCredentials) -> Probe:
+    return Probe(
+        client_id=creds.client_id,
+        username=creds.username,
+        password=creds.password,
+        port=stack.broker.mqtt_port,
     )
 
 
@@ -59,12 +69,8 @@ async def test_device_credentials_keep_their_roles_and_lifetime(stack: Stack) ->
                 tenant="t-lib", user_id="k-1", client_id=creds.client_id, not_after=far
             )
             assert renewed.expires_at - utcnow() > timedelta(days=6)
-            probe = Probe(
-                client_id=creds.client_id,
-                username=renewed.username,
-                password=renewed.password,
-                port=stack.broker.mqtt_port,
-            )
+            assert renewed.client_id == creds.client_id
+            probe = _probe(stack, renewed)
             try:
                 assert not probe.connect().is_failure
                 assert not probe.subscribe("tenants/t-lib/kiosks/k-1/#").is_failure
@@ -110,5 +116,62 @@ async def test_ended_sessions_are_forgotten_after_retention(private_stack: Stack
             await issuer.issue(tenant="t-old", user_id="u-2", not_after=far)
             assert await issuer.prune(timedelta(days=1)) == 0  # ended just now: kept
             assert await issuer.prune(timedelta(seconds=-1)) == 1  # only the ended one
+    finally:
+        engine.dispose()
+
+
+class _DeletesRoleLate(DynsecAdmin):
+    """Injects the interleaving of two api processes: ``meanwhile`` runs after this
+    process decided a user's role can go and before it deletes it."""
+
+    meanwhile: Callable[[], Awaitable[object]] | None = None
+
+    async def delete_role(self, name: str) -> None:
+        hook, self.meanwhile = self.meanwhile, None
+        if hook is not None:
+            await hook()
+        await super().delete_role(name)
+
+
+async def test_a_session_issued_while_another_process_deletes_its_role_keeps_it(
+    stack: Stack,
+) -> None:
+    engine = make_engine(stack.db.url)
+    remover = _DeletesRoleLate(
+        host="127.0.0.1",
+        port=stack.broker.mqtt_port,
+        username="hub-admin",
+        password=stack.broker.secrets.admin_password,
+    )
+    other = _admin(stack)
+    try:
+        async with remover, other:
+            await remover.wait_connected(10)
+            await other.wait_connected(10)
+            sessions = make_sessionmaker(engine)
+            a = CredentialIssuer(admin=remover, sessions=sessions)
+            b = CredentialIssuer(admin=other, sessions=sessions)
+            far = utcnow() + timedelta(hours=1)
+            old = await a.issue(tenant="t-race", user_id="u-1", not_after=far)
+            issued: list[IssuedCredentials] = []
+
+            async def issue_in_b() -> None:
+                issued.append(await b.issue(tenant="t-race", user_id="u-1", not_after=far))
+
+            # Process A removes the user's last session; process B issues a new one
+            # after A found none left and before A deletes the user's role.
+            remover.meanwhile = issue_in_b
+            await a.revoke(tenant="t-race", client_id=old.client_id)
+            (new,) = issued
+            (reply,) = await other.execute([{"command": "getClient", "username": new.username}])
+            roles = {r["rolename"] for r in reply["data"]["client"]["roles"]}
+            assert "user.t-race.u-1" in roles, roles
+            probe = _probe(stack, new)
+            try:
+                assert not probe.connect().is_failure
+                assert not probe.subscribe("tenants/t-race/users/u-1/#").is_failure
+            finally:
+                probe.close()
+            await b.revoke(tenant="t-race", client_id=new.client_id)
     finally:
         engine.dispose()

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from tests.support.stack import Stack
+from tests.support.stack import Api, Stack
 
 # What the contract says every appointment event's data carries at least.
 APPOINTMENT_FIELDS = frozenset(
@@ -68,10 +68,16 @@ class Clinic:
         return cls(stack, tenant, admin, front, "dr-1", "loc-1", r.json()["id"])
 
     def book(
-        self, *, start: datetime | None = None, minutes: int = 30, patient_id: str | None = None
+        self,
+        *,
+        start: datetime | None = None,
+        minutes: int = 30,
+        patient_id: str | None = None,
+        via: Api | None = None,
     ) -> dict[str, Any]:
+        """Book an appointment through ``via`` (by default the first api process)."""
         start = start or datetime.now(UTC).replace(microsecond=0)
-        r = self.stack.http(self.front_desk).post(
+        r = self.stack.http(self.front_desk, api=via).post(
             "/appointments",
             json={
                 "patientId": patient_id or self.patient_id,

@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from api.migrate import upgrade
 from hub.mosquitto import BrokerLayout, MosquittoProcess, prepare_broker_state, render_config
 from hub.tokens import mint_dev_token
-from tests.support.mqtt import Probe
+from tests.support.mqtt import Probe, dynsec
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -178,6 +178,7 @@ class Stack:
     jwt_secret: str
     tmp: Path
     _clients: list[httpx.Client] = field(default_factory=list)
+    more_apis: list[Api] = field(default_factory=list)
 
     @classmethod
     def create(
@@ -211,9 +212,20 @@ class Stack:
             raise
         return cls(backend, broker, db, api, jwt_secret, tmp)
 
+    def add_api(self, **extra_env: str) -> Api:
+        """Start another api process on the same database and broker (and data
+        directory), configured like the first; it is stopped with the stack."""
+        n = len(self.more_apis) + 2
+        api = Api(env={**self.api.env, **extra_env}, log_file=self.tmp / f"api-{n}.log")
+        self.more_apis.append(api)
+        api.start()
+        return api
+
     def close(self) -> None:
         for c in self._clients:
             c.close()
+        for api in self.more_apis:
+            api.stop()
         self.api.stop()
         self.broker.stop()
         self.db.drop()
@@ -227,9 +239,11 @@ class Stack:
             ttl=timedelta(seconds=ttl),
         )
 
-    def http(self, token: str | None = None) -> httpx.Client:
+    def http(self, token: str | None = None, *, api: Api | None = None) -> httpx.Client:
+        """A client of ``api`` (by default the first api process)."""
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        client = httpx.Client(base_url=self.api.base_url, headers=headers, timeout=30)
+        base_url = (api or self.api).base_url
+        client = httpx.Client(base_url=base_url, headers=headers, timeout=30)
         self._clients.append(client)
         return client
 
@@ -268,6 +282,40 @@ class Stack:
 
     def connected_probe(self, token: str, **kwargs: Any) -> Probe:
         probe = self.probe(self.credentials(token), **kwargs)
+        rc = probe.connect()
+        assert not rc.is_failure, rc
+        return probe
+
+    def reader(self) -> Probe:
+        """A connected broker client that may read every tenant's topics, made through
+        dynsec as an operator would (not by the api), on a persistent session."""
+        name = f"test-reader-{uuid.uuid4().hex[:8]}"
+        password = secrets.token_urlsafe(16)
+        acls = [
+            {"acltype": t, "topic": "tenants/#", "allow": True, "priority": 0}
+            for t in ("subscribePattern", "publishClientReceive")
+        ]
+        admin = self.broker.admin_probe()
+        assert not admin.connect().is_failure
+        try:
+            assert not admin.subscribe("$CONTROL/dynamic-security/v1/response").is_failure
+            replies = dynsec(
+                admin,
+                {"command": "createRole", "rolename": name, "acls": acls},
+                {"command": "createClient", "username": name, "password": password},
+                {"command": "addClientRole", "username": name, "rolename": name},
+            )
+            assert all("error" not in r for r in replies), replies
+        finally:
+            admin.close()
+        probe = Probe(
+            client_id=name,
+            username=name,
+            password=password,
+            port=self.broker.mqtt_port,
+            clean_start=False,
+            session_expiry=3600,
+        )
         rc = probe.connect()
         assert not rc.is_failure, rc
         return probe
