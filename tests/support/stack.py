@@ -177,7 +177,10 @@ class Stack:
     api: Api
     jwt_secret: str
     tmp: Path
-    _clients: list[httpx.Client] = field(default_factory=list)
+    # One connection pool for every client of this stack. A client (and its sockets) per
+    # call would pile up: past 1,024 open descriptors, paho's select() loop no longer
+    # sees its own socket, and MQTT probes time out waiting for a CONNACK.
+    _transport: httpx.HTTPTransport = field(default_factory=httpx.HTTPTransport)
     more_apis: list[Api] = field(default_factory=list)
 
     @classmethod
@@ -222,8 +225,7 @@ class Stack:
         return api
 
     def close(self) -> None:
-        for c in self._clients:
-            c.close()
+        self._transport.close()
         for api in self.more_apis:
             api.stop()
         self.api.stop()
@@ -243,9 +245,9 @@ class Stack:
         """A client of ``api`` (by default the first api process)."""
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         base_url = (api or self.api).base_url
-        client = httpx.Client(base_url=base_url, headers=headers, timeout=30)
-        self._clients.append(client)
-        return client
+        return httpx.Client(
+            base_url=base_url, headers=headers, timeout=30, transport=self._transport
+        )
 
     def credentials(self, token: str, **body: Any) -> dict[str, Any]:
         r = self.http(token).post("/realtime/credentials", json=body or None)
