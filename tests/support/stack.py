@@ -99,10 +99,23 @@ class Database:
         upgrade(self.url)
 
     def drop(self) -> None:
-        if self._admin_url:
-            engine = sa.create_engine(self._admin_url, isolation_level="AUTOCOMMIT")
-            with engine.connect() as conn:
-                conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+        if not self._admin_url:
+            return
+        engine = sa.create_engine(self._admin_url, isolation_level="AUTOCOMMIT")
+        try:
+            # FORCE ends the test's own leftover connections. It fails while a backend of
+            # another role (an autovacuum worker of the new database) is attached, which
+            # goes away by itself: try again a few times.
+            for attempt in range(10):
+                try:
+                    with engine.connect() as conn:
+                        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+                    return
+                except (sa.exc.OperationalError, sa.exc.ProgrammingError):
+                    if attempt == 9:
+                        raise
+                    time.sleep(0.5)
+        finally:
             engine.dispose()
 
 
