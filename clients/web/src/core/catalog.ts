@@ -31,6 +31,9 @@ export interface PatientUpdated {
   firstName: string;
   lastName: string;
   dateOfBirth: string;
+  sex: string | null;
+  phone: string | null;
+  email: string | null;
   changedFields: string[];
 }
 
@@ -56,10 +59,15 @@ export interface Encounter {
   appointmentId: Id | null;
   status: "open" | "completed" | "signed";
   chiefComplaint: string | null;
+  assessment: string | null;
+  plan: string | null;
+  changedFields: string[];
   completedAt: DateTime | null;
   signedAt: DateTime | null;
   signedBy: Id | null;
 }
+
+export type BiopsyStatus = "ordered" | "collected" | "sent" | "resulted" | "reviewed" | "cancelled";
 
 export interface Biopsy {
   id: Id;
@@ -67,10 +75,12 @@ export interface Biopsy {
   orderingProviderId: Id;
   encounterId: Id | null;
   site: string;
-  status: "ordered" | "collected" | "sent" | "resulted" | "reviewed" | "cancelled";
+  status: BiopsyStatus;
+  previousStatus: BiopsyStatus | null;
   diagnosis: string | null;
   concerning: boolean | null;
   critical: boolean;
+  resultedAt: DateTime | null;
   reviewedAt: DateTime | null;
   reviewedBy: Id | null;
 }
@@ -88,6 +98,19 @@ export interface Claim {
   previousStatus: ClaimStatus | null;
   reason: string | null;
   paidAmountCents: number | null;
+  patientResponsibilityCents: number;
+  submittedAt: DateTime | null;
+}
+
+/** A critical result stayed unacknowledged: the hub alerted the tenant's admins. */
+export interface BiopsyEscalated {
+  id: Id; // the biopsy
+  patientId: Id;
+  orderingProviderId: Id;
+  notificationId: string;
+  escalatedTo: Id[];
+  unacknowledgedSince: DateTime;
+  attempts: number;
 }
 
 export interface Payment {
@@ -129,6 +152,7 @@ export interface EventPayloads {
   "biopsy:updated": Biopsy;
   "biopsy:result_received": Biopsy;
   "biopsy:reviewed": Biopsy;
+  "biopsy:escalated": BiopsyEscalated;
   "claim:created": Claim;
   "claim:updated": Claim;
   "claim:status_changed": Claim;
@@ -160,6 +184,7 @@ export type HubEvent<T extends EventType = EventType> = {
   };
 }[T];
 
+/** Per entity, the actions whose data is the entity's record (what a list applies). */
 const ENTITY_ACTIONS: { [E in Entity]: readonly string[] } = {
   appointment: ["created", "updated", "cancelled", "checkedin"],
   patient: ["updated", "insurance_verified", "balance_changed"],
@@ -170,10 +195,17 @@ const ENTITY_ACTIONS: { [E in Entity]: readonly string[] } = {
   prior_auth: ["status_changed", "approved", "denied"],
 };
 
-export const EVENT_TYPES: readonly EventType[] = Object.entries(ENTITY_ACTIONS).flatMap(
-  ([entity, actions]) => actions.map((action) => `${entity}:${action}` as EventType),
-);
+/** Events about an entity whose data is not its record: subscribe to them by name. */
+const NOT_RECORDS: readonly EventType[] = ["biopsy:escalated"];
 
+export const EVENT_TYPES: readonly EventType[] = [
+  ...Object.entries(ENTITY_ACTIONS).flatMap(([entity, actions]) =>
+    actions.map((action) => `${entity}:${action}` as EventType),
+  ),
+  ...NOT_RECORDS,
+];
+
+/** The types whose data is the entity's record; `biopsy:escalated` is not among them. */
 export function typesOf<E extends Entity>(entity: E): TypesOf<E>[] {
   return ENTITY_ACTIONS[entity].map((action) => `${entity}:${action}` as TypesOf<E>);
 }

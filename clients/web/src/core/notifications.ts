@@ -16,7 +16,9 @@ export interface HubNotification {
   patientId: Id;
   entity: string;
   entityId: Id;
+  escalationOf: string | null; // the alert an escalation is about
   createdAt: DateTime;
+  updatedAt: DateTime;
   version: number;
   attempt: number;
   escalated: boolean;
