@@ -3,6 +3,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query
+from fastapi.responses import JSONResponse
 
 from api.deps import CurrentUser, DbSession
 from api.domain import notifications as domain
@@ -18,19 +19,18 @@ def list_notifications(
     db: DbSession,
     unacknowledged: Annotated[bool, Query(description="only the open ones")] = False,
     limit: Limit = 100,
-) -> NotificationPage:
-    """The caller's notifications: unacknowledged first (critical first), then newest."""
+) -> JSONResponse:
+    """The caller's notifications: unacknowledged first (critical first), then newest.
+    Each item is exactly the JSON of its newest MQTT message."""
     rows = domain.list_for_user(
         db, tenant=user.tenant, user_id=user.sub, unacknowledged_only=unacknowledged, limit=limit
     )
-    return NotificationPage(
-        notifications=[NotificationOut.model_validate(domain.notification_json(n)) for n in rows]
-    )
+    return JSONResponse({"notifications": [domain.notification_json(n) for n in rows]})
 
 
 @router.post("/{notification_id}/ack", response_model=NotificationOut)
-def acknowledge(notification_id: str, user: CurrentUser, db: DbSession) -> NotificationOut:
+def acknowledge(notification_id: str, user: CurrentUser, db: DbSession) -> JSONResponse:
     n = domain.acknowledge(
         db, tenant=user.tenant, user_id=user.sub, notification_id=notification_id
     )
-    return NotificationOut.model_validate(domain.notification_json(n))
+    return JSONResponse(domain.notification_json(n))

@@ -211,6 +211,8 @@ def test_claim_denial_notifies_every_billing_user(stack: Stack) -> None:
             assert n["eventType"] == "claim:denied"
             assert "CO-50" in n["body"]
         assert listed(stack, clinic.provider) == []
+        # The api lists exactly what the broker delivered.
+        assert listed(stack, clinic.billing) == [got[0]]
 
         # Each billing user acknowledges their own; nobody acknowledges another's.
         mine, theirs = got
