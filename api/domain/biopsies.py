@@ -196,11 +196,13 @@ def review(session: Session, *, tenant: str, actor: str, biopsy_id: str) -> Biop
         raise Forbidden("only the ordering provider can review this result")
     if b.status != "resulted":
         raise Conflict(f"a {b.status} biopsy cannot be reviewed")
+    # The alerts first: the escalation worker locks alerts, then the tenant's seq (to
+    # emit); taking them in the same order here cannot deadlock with it.
+    notifications.acknowledge_entity(session, tenant=tenant, entity_id=b.id, by=actor)
     b.status = "reviewed"
     b.reviewed_at = utcnow()
     b.reviewed_by = actor
     touch(b)
     _emit(session, b, "biopsy:reviewed", actor, previous_status="resulted")
-    notifications.acknowledge_entity(session, tenant=tenant, entity_id=b.id, by=actor)
     session.commit()
     return b
