@@ -8,6 +8,7 @@ import { appointmentEvent as ev, creds, fakeApi, fakeConnect, page } from "./fak
 
 const quiet = { warn: () => undefined, error: () => undefined };
 const fast = { baseMs: 2, maxMs: 4 };
+const after = (path: string) => Number(new URL(path, "http://hub").searchParams.get("after"));
 const TOPIC = (e: HubEvent) => `tenants/acme/patients/${e.patientId}/appointment/${e.entityId}/created`;
 
 function setup(route: (path: string, body: unknown) => unknown, options: { maxReplayEvents?: number } = {}) {
@@ -25,6 +26,7 @@ function setup(route: (path: string, body: unknown) => unknown, options: { maxRe
 const issued = (c: Credentials) => (path: string) => {
   if (path === "/realtime/credentials") return c;
   if (path === "/notifications") return { notifications: [] };
+  if (path.startsWith("/events")) return page([], c.latestSeq); // the catch-up of each connect
   throw new Error(`unexpected ${path}`);
 };
 
@@ -51,9 +53,9 @@ describe("HubClient", () => {
     client!.accept(false);
     expect(t.statuses).toEqual(["connecting", "live"]);
     expect(client!.subscribed).toEqual([
+      "tenants/acme/meta/seq", // first: its retained value bounds what the event filters may have missed
       "tenants/acme/patients/+/appointment/+/+",
       "tenants/acme/users/fd-1/notifications/+",
-      "tenants/acme/meta/seq",
     ]);
   });
 
@@ -84,6 +86,8 @@ describe("HubClient", () => {
     client.deliver(TOPIC(e), e);
     client.deliver(TOPIC(e), e);
     client.deliver(`tenants/acme/patients/p-1/appointment/a-12`, ev(12), true);
+    await vi.waitFor(() => expect(t.seen.map((x) => x.id)).toEqual(["ev-11"])); // after the connect's catch-up
+    client.deliver(TOPIC(e), e);
     expect(t.seen.map((x) => x.id)).toEqual(["ev-11"]);
     expect(t.hub.seq).toBe(11);
   });
@@ -113,7 +117,7 @@ describe("HubClient", () => {
     await t.hub.start();
     const client = t.clients[0]!;
     client.accept(true);
-    client.deliver("tenants/acme/meta/seq", { seq: 13, at: "..." });
+    client.deliver("tenants/acme/meta/seq", { seq: 13, at: "..." }, true);
     const live = ev(14);
     client.deliver(TOPIC(live), live); // arrives while the replay is under way
     expect(t.seen).toEqual([]);
@@ -133,7 +137,7 @@ describe("HubClient", () => {
     running = t.hub;
     await t.hub.start();
     t.clients[0]!.accept(true);
-    t.clients[0]!.deliver("tenants/acme/meta/seq", { seq: 900 });
+    t.clients[0]!.deliver("tenants/acme/meta/seq", { seq: 900 }, true);
     await vi.waitFor(() => expect(t.refetches).toEqual([900]));
     expect(t.seen).toEqual([]);
   });
@@ -143,9 +147,9 @@ describe("HubClient", () => {
     running = t.hub;
     await t.hub.start();
     t.clients[0]!.accept(true);
-    t.clients[0]!.deliver("tenants/acme/meta/seq", { seq: 111 });
+    t.clients[0]!.deliver("tenants/acme/meta/seq", { seq: 111 }, true);
     await vi.waitFor(() => expect(t.refetches).toEqual([111]));
-    expect(t.calls.some((c) => c.path.startsWith("/events"))).toBe(false);
+    expect(t.seen).toEqual([]);
   });
 
   it("renews its password before the credentials expire and reconnects on the same session", async () => {
@@ -248,5 +252,72 @@ describe("HubClient", () => {
     expect(t.hub.notifications.open().map((x) => x.version)).toEqual([2]);
     client.deliver(topic, { ...n, version: 3, acknowledgedAt: "2026-11-26T09:01:00Z", acknowledgedBy: "fd-1" });
     expect(t.hub.notifications.open()).toEqual([]);
+  });
+
+  it("keeps live events held and retries when the replay fails, so the gap is not skipped", async () => {
+    let fails = 1;
+    const t = setup((path) => {
+      if (path.startsWith("/events")) {
+        if (fails-- > 0) throw new ApiError(503, "unavailable", "try later");
+        return after(path) < 13 ? page([ev(11), ev(12), ev(13)].filter((e) => e.seq > after(path)), 13) : page([], 13);
+      }
+      return issued(creds({ latestSeq: 10 }))(path);
+    });
+    running = t.hub;
+    await t.hub.start();
+    const client = t.clients[0]!;
+    client.accept(true);
+    client.deliver("tenants/acme/meta/seq", { seq: 13 }, true);
+    const live = ev(14);
+    client.deliver(TOPIC(live), live);
+    await vi.waitFor(() => expect(t.seen.map((e) => e.seq)).toEqual([11, 12, 13, 14]));
+    expect(t.calls.filter((c) => c.path.startsWith("/events")).map((c) => after(c.path))).toEqual([10, 10]);
+    expect(t.hub.seq).toBe(14);
+  });
+
+  it("replays on every connect, so a live event that comes before meta/seq does not hide the gap", async () => {
+    const t = setup((path) => {
+      if (path.startsWith("/events")) return page([ev(11), ev(12), ev(13), ev(14)].filter((e) => e.seq > after(path)), 14);
+      return issued(creds({ latestSeq: 10 }))(path);
+    });
+    running = t.hub;
+    await t.hub.start();
+    const client = t.clients[0]!;
+    client.accept(false); // the broker lost the session: 11-13 were never queued
+    const live = ev(14);
+    client.deliver(TOPIC(live), live); // before this connection's retained meta/seq
+    client.deliver("tenants/acme/meta/seq", { seq: 14 }, true);
+    await vi.waitFor(() => expect(t.seen.map((e) => e.seq)).toEqual([11, 12, 13, 14]));
+    expect(t.calls.filter((c) => c.path.startsWith("/events")).map((c) => after(c.path))).toEqual([10]);
+    expect(t.hub.seq).toBe(14);
+  });
+
+  it("acts only on the retained meta/seq, not on each live one", async () => {
+    const t = setup(issued(creds({ latestSeq: 10 })));
+    running = t.hub;
+    await t.hub.start();
+    const client = t.clients[0]!;
+    client.accept(true);
+    client.deliver("tenants/acme/meta/seq", { seq: 10 }, true);
+    await vi.waitFor(() => expect(t.calls.filter((c) => c.path.startsWith("/events"))).toHaveLength(1));
+    client.deliver("tenants/acme/meta/seq", { seq: 20 }); // a relay batch of types this view does not want
+    client.deliver("tenants/acme/meta/seq", { seq: 25 });
+    await new Promise((r) => setTimeout(r, 20));
+    expect(t.calls.filter((c) => c.path.startsWith("/events"))).toHaveLength(1);
+    expect(t.hub.seq).toBe(10);
+  });
+
+  it("pages on from the last event when the server answers pages smaller than asked", async () => {
+    const all = [11, 12, 13, 14, 15].map((seq) => ev(seq));
+    const t = setup((path) => {
+      if (path.startsWith("/events")) return page(all.filter((e) => e.seq > after(path)).slice(0, 2), 15); // capped at 2
+      return issued(creds({ latestSeq: 10 }))(path);
+    });
+    running = t.hub;
+    await t.hub.start();
+    t.clients[0]!.accept(true);
+    t.clients[0]!.deliver("tenants/acme/meta/seq", { seq: 15 }, true);
+    await vi.waitFor(() => expect(t.seen.map((e) => e.seq)).toEqual([11, 12, 13, 14, 15]));
+    expect(t.hub.seq).toBe(15);
   });
 });

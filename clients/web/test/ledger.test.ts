@@ -31,6 +31,18 @@ describe("EventLedger", () => {
     expect(ledger.seq).toBe(15);
   });
 
+  it("keeps holding live events across a failed replay and a new start, without moving seq", () => {
+    const ledger = new EventLedger(10);
+    ledger.startReplay();
+    ledger.receive(ev(14));
+    ledger.startReplay(); // the retry (or the next connect) of a replay that failed
+    expect(ledger.seq).toBe(10);
+    expect(ledger.behind(13)).toBe(true);
+    expect(ids(ledger.replayed([ev(11), ev(12), ev(13)]))).toEqual(["ev-11", "ev-12", "ev-13"]);
+    ledger.advance(13);
+    expect(ids(ledger.finishReplay())).toEqual(["ev-14"]);
+  });
+
   it("reports a gap only when the tenant is ahead of the view", () => {
     const ledger = new EventLedger(10);
     expect(ledger.behind(10)).toBe(false);

@@ -74,6 +74,7 @@ export class HubClient {
   private expectClose = false;
   private target = 0;
   private catchUp: Promise<void> | null = null;
+  private owed = false; // this connection's catch-up has not succeeded yet
   private timers = new Set<ReturnType<typeof setTimeout>>();
   private renewTimer: ReturnType<typeof setTimeout> | undefined;
 
@@ -217,9 +218,16 @@ export class HubClient {
       void this.loadNotifications();
     }
     this.setStatus("live");
-    this.syncSubscriptions();
-    // Every connect reads the retained meta/seq: it tells whether events were missed.
+    // Until this connection's catch-up is done, live events are held: one that came before
+    // the retained meta/seq (the broker lost the session, or its queue overflowed) must not
+    // move `seq` over events that were never queued.
+    this.ledger?.startReplay();
+    this.owed = true;
+    // Every connect reads the retained meta/seq (first: it is then no newer than what
+    // the event filters deliver), and replays GET /events?after=seq once the broker has the
+    // event filters; meta/seq only raises the target of that catch-up.
     client.subscribe(this.creds!.topicPrefix + "meta/seq", { qos: 1, rh: 0 });
+    this.syncSubscriptions(() => this.fill(0));
   }
 
   private onClose(client: MqttClient): void {
@@ -337,7 +345,8 @@ export class HubClient {
     return out;
   }
 
-  private syncSubscriptions(): void {
+  /** `subscribed` runs once the broker has every wanted filter (at once if it had them). */
+  private syncSubscriptions(subscribed?: () => void): void {
     const client = this.mqtt;
     if (!client?.connected || !this.creds) return;
     const prefix = this.creds.topicPrefix;
@@ -349,8 +358,9 @@ export class HubClient {
       client.subscribe(add.map((f) => prefix + f), { qos: 1 }, (err, granted) => {
         const refused = (granted ?? []).filter((g) => g.qos >= 0x80);
         if (err || refused.length) this.log.error("hub: subscription refused", err?.message ?? refused.map((g) => g.topic));
+        subscribed?.();
       });
-    }
+    } else subscribed?.();
     if (drop.length) client.unsubscribe(drop.map((f) => prefix + f));
   }
 
@@ -366,8 +376,10 @@ export class HubClient {
       return;
     }
     if (rel === "meta/seq") {
+      // Only the retained value sent on subscribe (each connect) matters: a live one comes
+      // with every relay batch, mostly of types this view does not want.
       const seq = (body as { seq?: unknown }).seq;
-      if (typeof seq === "number") this.fill(seq);
+      if (packet.retain && typeof seq === "number") this.fill(seq);
     } else if (rel.startsWith("users/")) {
       if (isNotification(body)) this.notifications.put(body);
     } else if (!packet.retain) {
@@ -392,23 +404,32 @@ export class HubClient {
 
   // --- catch-up ---------------------------------------------------------------------
 
-  /** Make the view complete up to `latest`: replay, or refetch if the gap is too large.
-   * One catch-up at a time; a newer meta/seq only raises its target. */
+  /** Make the view complete up to `latest` (and, once per connect, up to the tenant's
+   * latestSeq): replay, or refetch if the gap is too large. One catch-up at a time; a
+   * newer meta/seq only raises its target. The live events held meanwhile are handed over
+   * only after a catch-up succeeded: a failed one is retried from the same seq. */
   private fill(latest: number): void {
     this.target = Math.max(this.target, latest);
     const ledger = this.ledger;
-    if (!ledger || this.catchUp || !ledger.behind(this.target)) return;
+    if (!ledger || this.catchUp || (!this.owed && !ledger.behind(this.target))) return;
+    this.owed = false;
     ledger.startReplay();
-    this.catchUp = this.replay(ledger)
-      .catch((err: unknown) => {
+    const from = ledger.seq;
+    this.catchUp = this.replay(ledger).then(
+      () => {
+        this.catchUp = null;
+        // A connect meanwhile owes its own catch-up; a newer meta/seq may still be ahead.
+        if (this.owed || (ledger.behind(this.target) && ledger.seq > from)) this.fill(0);
+        else this.deliver(ledger.finishReplay());
+      },
+      (err: unknown) => {
+        this.catchUp = null;
+        this.owed = true; // held events stay held: `seq` has not moved past the gap
         if (this.signedOut(err)) return;
         this.log.warn("hub: catch-up failed; retrying", String(err));
         this.later(backoffDelay(2, this.options.backoff), () => this.fill(0));
-      })
-      .finally(() => {
-        this.deliver(ledger.finishReplay());
-        this.catchUp = null;
-      });
+      },
+    );
   }
 
   private async replay(ledger: EventLedger): Promise<void> {
@@ -417,7 +438,7 @@ export class HubClient {
       return;
     }
     const { types, patientId } = this.replayScope();
-    for (let page = 0; page < MAX_REPLAY_PAGES && ledger.behind(this.target); page++) {
+    for (let page = 0; page < MAX_REPLAY_PAGES; page++) {
       if (this.target - ledger.seq > this.options.maxReplayEvents) {
         this.refetch(ledger, this.target);
         return;
@@ -432,11 +453,22 @@ export class HubClient {
         this.refetch(ledger, latest);
         return;
       }
+      this.target = Math.max(this.target, result.latestSeq);
+      if (this.target - ledger.seq > this.options.maxReplayEvents) {
+        this.refetch(ledger, this.target);
+        return;
+      }
       this.deliver(ledger.replayed(result.events));
-      const full = result.events.length >= REPLAY_PAGE;
-      const next = full ? result.events[result.events.length - 1]!.seq : result.latestSeq;
-      if (next <= ledger.seq) return; // never spin on an answer that does not advance
-      ledger.advance(next);
+      // The server may answer fewer than `limit`: only an empty page (or one that reaches
+      // latestSeq) says there is nothing more up to latestSeq.
+      if (result.events.length === 0) {
+        ledger.advance(result.latestSeq);
+        return;
+      }
+      const last = Math.max(...result.events.map((e) => e.seq));
+      if (last <= ledger.seq) return; // never spin on an answer that does not advance
+      ledger.advance(last);
+      if (last >= result.latestSeq) return;
     }
   }
 
