@@ -11,7 +11,7 @@ const fast = { baseMs: 2, maxMs: 4 };
 const after = (path: string) => Number(new URL(path, "http://hub").searchParams.get("after"));
 const TOPIC = (e: HubEvent) => `tenants/acme/patients/${e.patientId}/appointment/${e.entityId}/created`;
 
-function setup(route: (path: string, body: unknown) => unknown, options: { maxReplayEvents?: number } = {}) {
+function setup(route: (path: string, body: unknown) => unknown, options: { maxReplayEvents?: number; backoff?: typeof fast } = {}) {
   const { api, calls } = fakeApi(route);
   const mqtt = fakeConnect();
   const hub = new HubClient({ api, userId: "fd-1", connect: mqtt.connect, backoff: fast, logger: quiet, ...options });
@@ -319,5 +319,87 @@ describe("HubClient", () => {
     t.clients[0]!.deliver("tenants/acme/meta/seq", { seq: 15 }, true);
     await vi.waitFor(() => expect(t.seen.map((e) => e.seq)).toEqual([11, 12, 13, 14, 15]));
     expect(t.hub.seq).toBe(15);
+  });
+
+  it("a stop() during a credentials retry does not leave a later start() waiting forever", async () => {
+    vi.useFakeTimers();
+    let apiUp = false;
+    const c = creds();
+    const t = setup((path) => {
+      if (path === "/realtime/credentials" && !apiUp) throw new ApiError(503, "unavailable", "try later");
+      return issued(c)(path);
+    }, { backoff: { baseMs: 60_000, maxMs: 60_000 } });
+    running = t.hub;
+    void t.hub.start();
+    await vi.advanceTimersByTimeAsync(10); // the first attempt failed; it sleeps before the next
+    t.hub.stop();
+    apiUp = true;
+    const ready = t.hub.start();
+    await vi.advanceTimersByTimeAsync(10); // well before the old backoff would have ended
+    await ready;
+    expect(t.clients).toHaveLength(1);
+    expect(t.clients[0]!.options.clientId).toBe(c.clientId);
+  });
+
+  it("shows reconnecting when the connection closes during a renewal that fails", async () => {
+    vi.useFakeTimers();
+    const first = creds({ expiresAt: new Date(Date.now() + 100_000).toISOString() });
+    let fail: (err: unknown) => void = () => undefined;
+    const t = setup((path, body) => {
+      if (path === "/realtime/credentials" && body) return new Promise((_, reject) => (fail = reject));
+      return issued(first)(path);
+    });
+    running = t.hub;
+    await t.hub.start();
+    t.clients[0]!.accept(true);
+    await vi.advanceTimersByTimeAsync(81_000); // the renewal is under way
+    t.clients[0]!.drop();
+    expect(t.hub.status).toBe("live"); // a renewal's own disconnect is no outage...
+    fail(new ApiError(503, "unavailable", "try later"));
+    await vi.advanceTimersByTimeAsync(0);
+    expect(t.hub.status).toBe("reconnecting"); // ...but a failed one is
+    await vi.advanceTimersByTimeAsync(10);
+    expect(t.clients.length).toBeGreaterThanOrEqual(2);
+  });
+
+  it("stops renewing after stop(), even when a renewal was under way", async () => {
+    vi.useFakeTimers();
+    const first = creds({ expiresAt: new Date(Date.now() + 100_000).toISOString() });
+    let answer: (c: unknown) => void = () => undefined;
+    const t = setup((path, body) => {
+      if (path === "/realtime/credentials" && body) return new Promise((resolve) => (answer = resolve));
+      return issued(first)(path);
+    });
+    running = t.hub;
+    await t.hub.start();
+    t.clients[0]!.accept(true);
+    await vi.advanceTimersByTimeAsync(81_000);
+    const renewals = () => t.calls.filter((c) => c.path === "/realtime/credentials" && c.body).length;
+    expect(renewals()).toBe(1);
+    t.hub.stop();
+    answer({ ...first, password: "pw-late", expiresAt: new Date(Date.now() + 100_000).toISOString() });
+    await vi.advanceTimersByTimeAsync(3_600_000);
+    expect(renewals()).toBe(1);
+  });
+
+  it("treats a later drop as an outage after a renewal that ended in an auth refusal", async () => {
+    vi.useFakeTimers();
+    const first = creds({ expiresAt: new Date(Date.now() + 100_000).toISOString() });
+    let answer: (c: unknown) => void = () => undefined;
+    const t = setup((path, body) => {
+      if (path === "/realtime/credentials" && body) return new Promise((resolve) => (answer = resolve));
+      return issued(first)(path);
+    });
+    running = t.hub;
+    await t.hub.start();
+    t.clients[0]!.accept(true);
+    await vi.advanceTimersByTimeAsync(81_000); // the renewal is under way...
+    t.clients[0]!.refuse(0x86); // ...and the broker refuses the old password first
+    answer({ ...first, password: "pw-new", expiresAt: new Date(Date.now() + 3_600_000).toISOString() });
+    await vi.advanceTimersByTimeAsync(0);
+    expect(t.clients[1]!.options).toMatchObject({ password: "pw-new" });
+    t.clients[1]!.accept(true);
+    t.clients[1]!.drop(); // a real outage, not the renewal's
+    expect(t.hub.status).toBe("reconnecting");
   });
 });

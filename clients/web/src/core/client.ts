@@ -76,6 +76,7 @@ export class HubClient {
   private catchUp: Promise<void> | null = null;
   private owed = false; // this connection's catch-up has not succeeded yet
   private timers = new Set<ReturnType<typeof setTimeout>>();
+  private sleepers = new Set<() => void>(); // wake pending sleeps: stop() must not strand a loop
   private renewTimer: ReturnType<typeof setTimeout> | undefined;
 
   constructor(options: HubClientOptions) {
@@ -132,7 +133,9 @@ export class HubClient {
   }
 
   private async boot(): Promise<void> {
-    const creds = await this.fetchCredentials();
+    let creds = await this.fetchCredentials();
+    // Null when stopped or signed out; a start() right after a stop() reuses this boot.
+    while (!creds && !this.stopped) creds = await this.fetchCredentials();
     if (!creds) return;
     // latestSeq is read before any view loads: the baseline of the ledger.
     this.ledger = new EventLedger(creds.latestSeq);
@@ -147,6 +150,7 @@ export class HubClient {
     this.stopped = true;
     for (const t of this.timers) clearTimeout(t);
     this.timers.clear();
+    for (const wake of [...this.sleepers]) wake(); // the loops then see `stopped` and end
     clearTimeout(this.renewTimer);
     globalThis.removeEventListener?.("online", this.onOnline);
     globalThis.removeEventListener?.("offline", this.onOffline);
@@ -196,6 +200,7 @@ export class HubClient {
     });
     this.mqtt = client;
     this.authRefused = false;
+    this.expectClose = false; // it was about the previous connection
     const mine = <A extends unknown[]>(fn: (...args: A) => void) => (...args: A) => {
       if (client === this.mqtt) fn(...args);
     };
@@ -241,7 +246,11 @@ export class HubClient {
     if (this.expectClose || this.renewing) {
       // Our own renewal changed the password: the broker drops the connection once.
       this.expectClose = false;
-      void (this.renewing ?? Promise.resolve()).then(() => this.open());
+      void (this.renewing ?? Promise.resolve(true)).then((renewed) => {
+        if (this.stopped) return;
+        if (!renewed) this.setStatus("reconnecting"); // no new password: an outage after all
+        this.open();
+      });
       return;
     }
     if (this.current !== "offline") this.setStatus(this.current === "connecting" ? "connecting" : "reconnecting");
@@ -294,10 +303,13 @@ export class HubClient {
     if (this.creds && this.creds.clientId !== creds.clientId) this.brokerFilters = new Set();
     this.creds = creds;
     clearTimeout(this.renewTimer);
+    // A boot or renewal that ends after stop() must not start renewing again.
+    if (this.stopped) return;
     this.renewTimer = setTimeout(() => void this.renewBeforeExpiry(), renewalDelay(creds.expiresAt, Date.now()));
   }
 
   private async renewBeforeExpiry(): Promise<void> {
+    if (this.stopped) return;
     // The password change makes the broker drop the connection once: not an outage.
     this.expectClose = this.mqtt !== null;
     if (await this.renew()) return;
@@ -510,13 +522,18 @@ export class HubClient {
     this.timers.add(t);
   }
 
+  /** Resolves after `ms`, or at once on stop(): callers re-check `stopped`. */
   private sleep(ms: number): Promise<void> {
     return new Promise((resolve) => {
-      const t = setTimeout(() => {
+      const wake = () => {
+        clearTimeout(t);
         this.timers.delete(t);
+        this.sleepers.delete(wake);
         resolve();
-      }, ms);
+      };
+      const t = setTimeout(wake, ms);
       this.timers.add(t);
+      this.sleepers.add(wake);
     });
   }
 }
