@@ -165,11 +165,18 @@ async def _board_loop(rt: Runtime, clinic: Clinic) -> None:
             return refresh_day(session, clinic, day)
 
     done: date | None = None
+    standby_since: float | None = None
     while True:
         if not rt.relay.leading:  # another process's relay publishes: it refreshes
-            done = None
+            now = asyncio.get_running_loop().time()
+            standby_since = standby_since or now
+            # A relay that only reconnected to the broker keeps its board; one that
+            # stood by a while refreshes when it takes over.
+            if now - standby_since > 60:
+                done = None
             await asyncio.sleep(0.5)
             continue
+        standby_since = None
         today = clinic.today()
         if today != done:
             try:

@@ -253,6 +253,7 @@ class PostgresLeadership(Leadership):
                 self._leading = False
                 return
             conn = await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True)
+            self._conn = conn  # closed by the caller's error path if set-up fails
             # Server-side keepalives too, so the server frees the lock of a leader
             # whose machine vanished within about 25 s rather than hours.
             await conn.execute(
@@ -260,7 +261,6 @@ class PostgresLeadership(Leadership):
                 " set_config('tcp_keepalives_interval', '5', false),"
                 " set_config('tcp_keepalives_count', '3', false)"
             )
-            self._conn = conn
             self._leading = False
         if self._leading and not eligible:
             await conn.execute("SELECT pg_advisory_unlock(%s)", (LEADER_LOCK_KEY,))

@@ -15,14 +15,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import random
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import aiomqtt
 import anyio.to_thread
@@ -39,6 +40,7 @@ from hub.service import BackgroundService, wait_event
 from hub.topics import meta_seq_topic
 
 log = logging.getLogger("hub.relay")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +105,7 @@ class Relay(BackgroundService):
         self._last_published_at: datetime | None = None
         self._last_error: str | None = None
         self._failed_pubacks: list[ReasonCode] = []
+        self._threads: anyio.CapacityLimiter | None = None  # made on the loop
         self._lost: str | None = None  # why the broker connection ended, once it did
         self._connected_since: datetime | None = None
         self._leadership = leadership or leadership_for(
@@ -135,6 +138,7 @@ class Relay(BackgroundService):
 
     def _starting(self) -> None:
         self._loop = asyncio.get_running_loop()
+        self._threads = anyio.CapacityLimiter(2)
         add_commit_listener(self.wake)
 
     def _stopped(self) -> None:
@@ -213,23 +217,37 @@ class Relay(BackgroundService):
 
     async def _pass(self, client: aiomqtt.Client) -> list[_Row] | None:
         """Fetch, publish, await the PUBACKs, mark: all within one turn."""
-        turn = await anyio.to_thread.run_sync(self._leadership.begin)
+        turn = await self._in_thread(self._leadership.begin)
         if turn is None:
             return None
         try:
-            rows = await anyio.to_thread.run_sync(self._fetch, turn)
+            rows = await self._in_thread(self._fetch, turn)
             if rows:
                 await self._publish(client, rows)
                 at = utcnow()
-                await anyio.to_thread.run_sync(turn.mark, [r.pk for r in rows], at)
+                await self._in_thread(turn.mark, [r.pk for r in rows], at)
                 self._published_total += len(rows)
                 self._last_published_at = at
                 self._healthy = True
                 self._last_error = None
             return rows
         finally:
-            # A thread call finishes even if this task is cancelled meanwhile.
-            await anyio.to_thread.run_sync(turn.close)
+            await self._in_thread(turn.close)
+
+    async def _in_thread(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn`` on the relay's own threads: HTTP requests use anyio's default
+        pool, and a burst of them must not hold publishing back. Cancelling waits for
+        the call to finish, so a turn is never closed while its mark still runs on
+        the same session."""
+        call = asyncio.ensure_future(
+            anyio.to_thread.run_sync(functools.partial(fn, *args), limiter=self._threads)
+        )
+        try:
+            return await asyncio.shield(call)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                await call
+            raise
 
     def _watch(self, client: aiomqtt.Client) -> None:
         """aiomqtt resolves a publish on any PUBACK; record refusals (reason >= 0x80)

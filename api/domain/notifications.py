@@ -244,7 +244,9 @@ def process_due(session: Session, policy: AlertPolicy, *, batch: int = 100) -> i
     due = session.scalars(
         select(Notification)
         .where(*_due(now))
-        .order_by(Notification.next_action_at)
+        # By tenant: escalations lock each tenant's seq row, and two workers that
+        # took tenants in opposite orders could deadlock.
+        .order_by(Notification.tenant, Notification.next_action_at)
         .limit(batch)
         .with_for_update(skip_locked=True)
     ).all()

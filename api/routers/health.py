@@ -16,6 +16,9 @@ router = APIRouter(tags=["health"])
 
 # Readiness fails when the oldest unpublished event waited longer than this.
 MAX_RELAY_LAG_SECONDS = 30.0
+# A standby is not to blame for lag, up to this: past it the active relay is alive but
+# stuck (it keeps its lock), and every process says so, so monitoring sees it.
+STUCK_RELAY_LAG_SECONDS = 120.0
 
 
 @router.get("/healthz")
@@ -34,8 +37,10 @@ def readyz(runtime: RuntimeDep) -> JSONResponse:
             stats = outbox_stats(session)
         lag = _age(stats.oldest_unpublished_at)
         # Lag is the active relay's to answer for: a standby cannot publish, and
-        # taking it out of the load balancer would not help.
-        lag_ok = lag <= MAX_RELAY_LAG_SECONDS or relay.role == "standby"
+        # taking it out of the load balancer would not help, unless nobody publishes.
+        lag_ok = lag <= MAX_RELAY_LAG_SECONDS or (
+            relay.role == "standby" and lag <= STUCK_RELAY_LAG_SECONDS
+        )
         checks["database"] = {"ok": True}
         checks["relayLag"] = {
             "ok": lag_ok,
