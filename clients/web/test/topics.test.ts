@@ -20,6 +20,10 @@ describe("filtersFor", () => {
     expect(() => filtersFor({ types: ["claim:paid"], patientId: "p/#" })).toThrow(TypeError);
     expect(() => filtersFor({ filters: ["patients/#/x"] })).toThrow(TypeError);
   });
+
+  it("refuses an empty list of types with a clear error", () => {
+    expect(() => filtersFor({ types: [] })).toThrow(/at least one event type/);
+  });
 });
 
 describe("matches", () => {

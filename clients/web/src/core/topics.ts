@@ -30,6 +30,8 @@ export function checkFilter(filter: string): string {
 /** The event-level filters (never the retained snapshots) that carry these types. */
 export function filtersFor(selector: Selector): string[] {
   if ("filters" in selector) return selector.filters.map(checkFilter);
+  // An empty list would subscribe to nothing yet replay every type: say so instead.
+  if (selector.types.length === 0) throw new TypeError("subscribe: `types` is empty; name at least one event type");
   const patient = selector.patientId === undefined ? "+" : checkId(selector.patientId, "patientId");
   const byEntity = new Map<Entity, Set<string>>();
   for (const type of selector.types) {

@@ -10,7 +10,7 @@ import { useHub } from "./context";
 export interface UpdateOptions<T extends EventType> {
   /** Only this patient's events (one topic subtree, so the broker filters). */
   patientId?: string | undefined;
-  /** Only these types (default: every type of the domain). */
+  /** Only these types (default: every type of the domain; an empty list is refused). */
   types?: readonly T[];
   /** The client missed more than it can replay: reload what the component shows. */
   onRefetch?: () => void;
@@ -33,7 +33,8 @@ export function useHubEvents<T extends EventType>(
   useEffect(() => {
     if (!enabled) return;
     return hub.subscribe(
-      { types: key.split(",") as EventType[], ...(patientId ? { patientId } : {}) },
+      // "".split(",") is [""]: an empty list must reach the core as one (a clear error).
+      { types: (key ? key.split(",") : []) as EventType[], ...(patientId ? { patientId } : {}) },
       (event) => onEvent(event),
       { onRefetch: () => onRefetch() },
     );
