@@ -31,16 +31,21 @@ export interface LiveList<T> {
   reload: () => void;
 }
 
-interface Change<T> {
+export interface Change<T> {
   item: T | null; // null: removed by an event
   seq: number;
   load: number; // the load that was running or done when the event arrived
+  at: number; // when it was applied (ms)
 }
 
-interface State<T> {
+export interface State<T> {
   base: T[] | undefined;
   changes: Map<string, Change<T>>;
+  loaded: number; // the load whose answer `base` is
 }
+
+/** Changes older than this are folded into the base list, so `changes` stays small. */
+export const SETTLE_MS = 30_000;
 
 export function applyToList<T extends { id: string }>(items: readonly T[], changed: ReadonlyMap<string, T | null>): T[] {
   const out = items.filter((item) => !changed.has(item.id));
@@ -48,11 +53,24 @@ export function applyToList<T extends { id: string }>(items: readonly T[], chang
   return out;
 }
 
+/** Folds the changes applied before `now - SETTLE_MS` into the base list (and drops
+ * removed items), but only while no load is running (`current` is the newest load): a
+ * running load's answer replaces the base, and the changes made meanwhile must stay on
+ * top of it. */
+export function settle<T extends { id: string }>(s: State<T>, now: number, current: number): State<T> {
+  if (!s.base || s.loaded !== current) return s;
+  const old = [...s.changes].filter(([, c]) => c.at <= now - SETTLE_MS);
+  if (old.length === 0) return s;
+  const changes = new Map(s.changes);
+  for (const [id] of old) changes.delete(id);
+  return { base: applyToList(s.base, new Map(old.map(([id, c]) => [id, c.item]))), changes, loaded: s.loaded };
+}
+
 export function useLiveList<T extends { id: string }, E extends EventType>(
   types: readonly E[],
   options: LiveListOptions<T, E>,
 ): LiveList<T> {
-  const [state, setState] = useState<State<T>>({ base: undefined, changes: new Map() });
+  const [state, setState] = useState<State<T>>({ base: undefined, changes: new Map(), loaded: 0 });
   const loads = useRef(0);
   const { load, patientId } = options;
   const query = useHubQuery(async () => {
@@ -60,7 +78,7 @@ export function useLiveList<T extends { id: string }, E extends EventType>(
     const base = await load();
     // The fresh list supersedes the events applied before this load began. Events that
     // arrived while it ran may be newer than what it read: they stay on top of it.
-    setState((s) => ({ base, changes: new Map([...s.changes].filter(([, c]) => c.load >= started)) }));
+    setState((s) => ({ base, changes: new Map([...s.changes].filter(([, c]) => c.load >= started)), loaded: started }));
     return base;
   }, [...(options.deps ?? []), patientId]);
   const { reload } = query;
@@ -71,9 +89,11 @@ export function useLiveList<T extends { id: string }, E extends EventType>(
       const id = event.entityId;
       const item = options.removes?.(event) ? null : options.toItem ? options.toItem(event) : (event.data as unknown as T);
       const load = loads.current;
+      const at = Date.now();
       setState((s) => {
         if ((s.changes.get(id)?.seq ?? 0) >= event.seq) return s; // never older over newer
-        return { base: s.base, changes: new Map(s.changes).set(id, { item, seq: event.seq, load }) };
+        const changes = new Map(s.changes).set(id, { item, seq: event.seq, load, at });
+        return settle({ base: s.base, changes, loaded: s.loaded }, at, load);
       });
       options.onApplied?.(event);
     },

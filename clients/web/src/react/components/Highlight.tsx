@@ -2,17 +2,17 @@ import { createElement, useEffect, useRef, useState, type HTMLAttributes, type R
 
 import { Pulse } from "../pulse";
 
-/** True for `ms` after `changeKey` changes, and on first render when it already has a
- * value (an item that arrived by an event). A burst of changes keeps it on and extends
- * it, so the mark stays steady instead of flashing. */
+/** True for `ms` after `changeKey` changes to a value, and on first render when it
+ * already has one (an item that arrived by an event); a key that goes away (the live list
+ * settled an old change) is no change. A burst of changes keeps it on and extends it, so
+ * the mark stays steady instead of flashing. */
 export function useHighlight(changeKey: unknown, ms = 2500): boolean {
   const [on, setOn] = useState(false);
   const [pulse] = useState(() => new Pulse(ms, setOn));
   const first = useRef(true);
   useEffect(() => {
-    const initial = first.current;
     first.current = false;
-    if (initial && changeKey === undefined) return;
+    if (changeKey === undefined) return;
     pulse.mark();
   }, [changeKey, pulse]);
   useEffect(() => () => pulse.dispose(), [pulse]);
