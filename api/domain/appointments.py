@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from api.errors import Conflict, Invalid, NotFound
+from api.domain.common import active_provider, get_row
+from api.errors import Conflict, Invalid
 from api.models import Appointment, Location, Patient, Staff
 from hub.catalog import AppointmentData
 from hub.db import utcnow
@@ -73,28 +73,18 @@ def _utc_times(start: datetime, end: datetime) -> tuple[datetime, datetime]:
     return start.astimezone(UTC), end.astimezone(UTC)
 
 
-def _get(
-    session: Session, model: Any, tenant: str, id_: str, what: str, *, lock: bool = False
-) -> Any:
-    """One row of this tenant by id, or 404. ``Session.get`` serves repeats (the
-    same provider on every row of a schedule) from the identity map."""
-    row = session.get(model, (tenant, id_), with_for_update=lock or None)
-    if row is None:
-        raise NotFound(f"{what} {id_} not found")
-    return row
-
-
 def get_appointment(
     session: Session, tenant: str, appt_id: str, *, lock: bool = False
 ) -> Appointment:
-    appt: Appointment = _get(session, Appointment, tenant, appt_id, "appointment", lock=lock)
-    return appt
+    return get_row(session, Appointment, tenant, appt_id, "appointment", lock=lock)
 
 
 def appointment_data(session: Session, appt: Appointment, **extra: object) -> AppointmentData:
-    patient: Patient = _get(session, Patient, appt.tenant, appt.patient_id, "patient")
-    provider: Staff = _get(session, Staff, appt.tenant, appt.provider_id, "provider")
-    location: Location = _get(session, Location, appt.tenant, appt.location_id, "location")
+    # get_row (Session.get) serves repeats, such as the same provider on every row of
+    # a schedule, from the identity map.
+    patient = get_row(session, Patient, appt.tenant, appt.patient_id, "patient")
+    provider = get_row(session, Staff, appt.tenant, appt.provider_id, "provider")
+    location = get_row(session, Location, appt.tenant, appt.location_id, "location")
     return AppointmentData.model_validate(
         {
             "id": appt.id,
@@ -151,11 +141,9 @@ def create(
     reason: str | None,
 ) -> tuple[Appointment, AppointmentData]:
     start, end = _utc_times(start, end)
-    _get(session, Patient, tenant, patient_id, "patient")
-    provider: Staff = _get(session, Staff, tenant, provider_id, "provider")
-    if not provider.is_provider or not provider.active:
-        raise Invalid(f"staff member {provider_id} is not an active provider")
-    _get(session, Location, tenant, location_id, "location")
+    get_row(session, Patient, tenant, patient_id, "patient")
+    active_provider(session, tenant, provider_id)
+    get_row(session, Location, tenant, location_id, "location")
     now = utcnow()
     appt = Appointment(
         id=new_id("a"),

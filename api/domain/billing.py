@@ -12,7 +12,14 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from api.domain import notifications, patients
-from api.domain.common import apply_changes, check_version, get_row, staff_with_role, touch
+from api.domain.common import (
+    apply_changes,
+    check_version,
+    emit_about,
+    get_row,
+    staff_with_role,
+    touch,
+)
 from api.errors import Conflict, Invalid
 from api.models import Claim, Encounter, Patient, Payment
 from hub.catalog import ClaimData, PaymentData
@@ -60,15 +67,7 @@ def claim_data(c: Claim, **extra: Any) -> ClaimData:
 
 
 def _emit(session: Session, c: Claim, event_type: str, actor: str, **extra: Any) -> EmittedEvent:
-    return emit(
-        session,
-        tenant=c.tenant,
-        event_type=event_type,
-        actor=actor,
-        patient_id=c.patient_id,
-        entity_id=c.id,
-        data=claim_data(c, **extra),
-    )
+    return emit_about(session, c, event_type, actor, claim_data(c, **extra))
 
 
 def _check_encounter(session: Session, tenant: str, encounter_id: str, patient_id: str) -> None:

@@ -11,14 +11,14 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from api.domain import notifications
-from api.domain.common import active_provider, check_version, get_row, touch
+from api.domain.common import active_provider, check_version, emit_about, get_row, touch
 from api.domain.notifications import AlertPolicy
 from api.errors import Conflict, Forbidden, Invalid
 from api.models import Biopsy, Encounter, Patient
 from hub.catalog import BiopsyData
 from hub.db import utcnow
 from hub.ids import new_id
-from hub.outbox import EmittedEvent, emit
+from hub.outbox import EmittedEvent
 
 # Status changes through PATCH. A result and its review have their own routes.
 TRANSITIONS: dict[str, frozenset[str]] = {
@@ -63,15 +63,7 @@ def biopsy_data(b: Biopsy, **extra: Any) -> BiopsyData:
 
 
 def _emit(session: Session, b: Biopsy, event_type: str, actor: str, **extra: Any) -> EmittedEvent:
-    return emit(
-        session,
-        tenant=b.tenant,
-        event_type=event_type,
-        actor=actor,
-        patient_id=b.patient_id,
-        entity_id=b.id,
-        data=biopsy_data(b, **extra),
-    )
+    return emit_about(session, b, event_type, actor, biopsy_data(b, **extra))
 
 
 def order(

@@ -10,6 +10,8 @@ from sqlalchemy.orm import Session
 from api.errors import Conflict, Invalid, NotFound
 from api.models import Staff
 from hub.db import utcnow
+from hub.models import CamelModel
+from hub.outbox import EmittedEvent, emit
 
 T = TypeVar("T")
 
@@ -17,6 +19,27 @@ T = TypeVar("T")
 class Versioned(Protocol):
     updated_at: Any
     version: int
+
+
+class Record(Protocol):
+    tenant: str
+    id: str
+    patient_id: str
+
+
+def emit_about(
+    session: Session, row: Record, event_type: str, actor: str, data: CamelModel
+) -> EmittedEvent:
+    """Emit an event about one record of a patient (its entity id is the record's)."""
+    return emit(
+        session,
+        tenant=row.tenant,
+        event_type=event_type,
+        actor=actor,
+        patient_id=row.patient_id,
+        entity_id=row.id,
+        data=data,
+    )
 
 
 def get_row(

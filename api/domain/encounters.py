@@ -6,13 +6,20 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from api.domain.common import active_provider, apply_changes, check_version, get_row, touch
+from api.domain.common import (
+    active_provider,
+    apply_changes,
+    check_version,
+    emit_about,
+    get_row,
+    touch,
+)
 from api.errors import Conflict, Forbidden, Invalid
 from api.models import Appointment, Encounter, Patient
 from hub.catalog import EncounterData
 from hub.db import utcnow
 from hub.ids import new_id
-from hub.outbox import emit
+from hub.outbox import EmittedEvent
 
 NOTES = ("chief_complaint", "assessment", "plan")
 
@@ -40,16 +47,10 @@ def encounter_data(e: Encounter, **extra: Any) -> EncounterData:
     )
 
 
-def _emit(session: Session, e: Encounter, event_type: str, actor: str, **extra: Any) -> None:
-    emit(
-        session,
-        tenant=e.tenant,
-        event_type=event_type,
-        actor=actor,
-        patient_id=e.patient_id,
-        entity_id=e.id,
-        data=encounter_data(e, **extra),
-    )
+def _emit(
+    session: Session, e: Encounter, event_type: str, actor: str, **extra: Any
+) -> EmittedEvent:
+    return emit_about(session, e, event_type, actor, encounter_data(e, **extra))
 
 
 def _writable(e: Encounter) -> None:

@@ -8,13 +8,13 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from api.domain import notifications
-from api.domain.common import active_provider, get_row, staff_with_role, touch
+from api.domain.common import active_provider, emit_about, get_row, staff_with_role, touch
 from api.errors import Conflict
 from api.models import Patient, PriorAuth
 from hub.catalog import PriorAuthData
 from hub.db import utcnow
 from hub.ids import new_id
-from hub.outbox import EmittedEvent, emit
+from hub.outbox import EmittedEvent
 
 TRANSITIONS: dict[str, frozenset[str]] = {
     "requested": frozenset({"pending", "approved", "denied", "cancelled"}),
@@ -48,15 +48,7 @@ def prior_auth_data(pa: PriorAuth, **extra: Any) -> PriorAuthData:
 def _emit(
     session: Session, pa: PriorAuth, event_type: str, actor: str, **extra: Any
 ) -> EmittedEvent:
-    return emit(
-        session,
-        tenant=pa.tenant,
-        event_type=event_type,
-        actor=actor,
-        patient_id=pa.patient_id,
-        entity_id=pa.id,
-        data=prior_auth_data(pa, **extra),
-    )
+    return emit_about(session, pa, event_type, actor, prior_auth_data(pa, **extra))
 
 
 def request(
