@@ -1,5 +1,5 @@
-# The api (with its relay, credential reaper and pruning). Used by compose.yaml for the
-# `api` and the one-shot `migrate` services.
+# The api (with its relay, revocation sync and pruning). Used by compose.yaml for the
+# `api` and the one-shot `migrate` services. The broker's image is broker-config/Dockerfile.
 FROM python:3.11-slim
 
 ENV HUB_ENV=production \
@@ -13,7 +13,9 @@ COPY hub /tmp/src/hub
 COPY api /tmp/src/api
 RUN pip install -c /tmp/src/constraints.txt /tmp/src \
  && rm -rf /tmp/src \
- && useradd --system --no-create-home --shell /usr/sbin/nologin hub
+ && useradd --system --no-create-home --shell /usr/sbin/nologin hub \
+ && mkdir -p /srv/var /srv/broker-keys \
+ && chown hub /srv/var /srv/broker-keys
 
 USER hub
 WORKDIR /srv

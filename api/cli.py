@@ -1,4 +1,4 @@
-"""The ``hub`` command: ``up``, ``token``, ``seed``."""
+"""The ``hub`` command: ``up``, ``token``, ``seed``, ``keys``."""
 
 from __future__ import annotations
 
@@ -58,6 +58,7 @@ def _cmd_up(args: argparse.Namespace) -> int:
 
     from api.app import create_app
     from api.migrate import upgrade
+    from api.runtime import key_ring
     from hub.mosquitto import BrokerLayout, MosquittoProcess, prepare_broker_state, render_config
 
     logging.basicConfig(
@@ -71,11 +72,16 @@ def _cmd_up(args: argparse.Namespace) -> int:
         admin_username=settings.broker_admin_username,
         admin_password=settings.broker_admin_password,
     )
+    # The broker's plugin reads the public keys of the api's broker tokens.
+    key_ring(settings).write_jwks(settings.resolved_jwks_file)
     config = render_config(
         layout,
         mqtt_port=settings.mqtt_port,
         ws_port=settings.ws_port,
         plugin=settings.mosquitto_plugin,
+        auth_plugin=settings.broker_auth_plugin,
+        token_issuer=settings.broker_token_issuer,
+        jwks_file=settings.resolved_jwks_file,
     )
     broker = MosquittoProcess(
         config,
@@ -115,6 +121,24 @@ def _cmd_up(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_keys(args: argparse.Namespace) -> int:
+    from api.runtime import key_ring
+
+    settings = Settings()
+    ring = key_ring(settings)
+    if args.action == "rotate":
+        try:
+            ring.rotate()
+        except ValueError as exc:
+            print(f"hub keys: {exc}", file=sys.stderr)
+            return 2
+        ring.write_jwks(settings.resolved_jwks_file)
+    for key in ring.keys:
+        state = "signs" if key is ring.keys[-1] else "verifies until its tokens expire"
+        print(f"{key.kid}  {key.created or 'configured'}  {state}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="hub", description="EHR notification hub")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -126,8 +150,12 @@ def main(argv: list[str] | None = None) -> int:
     token.add_argument("--ttl", type=int, default=8 * 3600, help="seconds (default 8 hours)")
     seed = sub.add_parser("seed", help="demo data for a tenant")
     seed.add_argument("--tenant", required=True)
+    keys = sub.add_parser("keys", help="broker token signing keys")
+    keys.add_argument("action", choices=["list", "rotate"])
     args = parser.parse_args(argv)
-    handler = {"up": _cmd_up, "token": _cmd_token, "seed": _cmd_seed}[args.command]
+    handler = {"up": _cmd_up, "token": _cmd_token, "seed": _cmd_seed, "keys": _cmd_keys}[
+        args.command
+    ]
     return handler(args)
 
 

@@ -11,7 +11,6 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from hub.credentials import CapacityError
 from hub.errors import BrokerUnavailableError, DynsecError, EventValidationError, TokenError
 
 log = logging.getLogger("api.errors")
@@ -147,16 +146,6 @@ def install_error_handlers(app: FastAPI) -> None:
             "broker_unavailable",
             "the message broker is not reachable; retry shortly",
             headers={"Retry-After": "2"},
-        )
-
-    @app.exception_handler(CapacityError)
-    async def _capacity(_: Request, exc: CapacityError) -> JSONResponse:
-        log.error("refused broker credentials: %s", exc)
-        return error_response(
-            503,
-            "at_capacity",
-            "no capacity for another live session; retry later",
-            headers={"Retry-After": "30"},
         )
 
     @app.exception_handler(DynsecError)

@@ -20,9 +20,10 @@ from api.domain.board import refresh_day
 from api.domain.notifications import AlertPolicy, any_due, process_due
 from api.settings import Settings
 from hub.broker_admin import DynsecAdmin
-from hub.credentials import SERVICE_ROLE, CredentialIssuer
+from hub.broker_tokens import KeyRing, TokenSigner
+from hub.credentials import CredentialIssuer
 from hub.db import make_engine, make_sessionmaker, utcnow
-from hub.mosquitto import BrokerLayout
+from hub.mosquitto import ADMIN_ROLE, SERVICE_ROLE, BrokerLayout
 from hub.outbox import prune_published
 from hub.relay import Relay
 from hub.tokens import TokenVerifier
@@ -39,6 +40,7 @@ class Runtime:
     verifier: TokenVerifier
     admin: DynsecAdmin
     issuer: CredentialIssuer
+    keys: KeyRing
     relay: Relay
     broker_ready: asyncio.Event
     alert_policy: AlertPolicy
@@ -68,6 +70,14 @@ def build_verifier(settings: Settings) -> TokenVerifier:
     )
 
 
+def key_ring(settings: Settings) -> KeyRing:
+    """The broker token signing keys: a configured PEM file (shared by every api
+    process), or keys generated into the data directory."""
+    if settings.broker_signing_key_file:
+        return KeyRing(key_file=settings.broker_signing_key_file)
+    return KeyRing(directory=settings.signing_keys_dir)
+
+
 def alert_policy(settings: Settings) -> AlertPolicy:
     return AlertPolicy(
         resend_after=timedelta(seconds=settings.critical_resend_seconds),
@@ -93,6 +103,8 @@ async def _bootstrap_broker(rt: Runtime, service_password: str) -> None:
     while True:
         try:
             await rt.admin.wait_connected(timeout=3600)
+            # A data directory from before the token plugin lacks its control topic.
+            await rt.admin.ensure_role(ADMIN_ROLE)
             await rt.admin.set_default_acl_access(
                 {
                     "publishClientSend": False,
@@ -205,13 +217,15 @@ async def running(settings: Settings) -> AsyncIterator[Runtime]:
         username=settings.broker_admin_username,
         password=admin_password,
     )
+    keys = key_ring(settings)
+    keys.write_jwks(settings.resolved_jwks_file)
     issuer = CredentialIssuer(
         admin=admin,
+        signer=TokenSigner(keys, issuer=settings.broker_token_issuer),
         sessions=sessions,
         ttl=timedelta(seconds=settings.session_ttl_seconds),
         max_sessions_per_user=settings.max_sessions_per_user,
-        max_live_sessions=settings.max_live_sessions,
-        reap_interval=settings.reap_interval_seconds,
+        generation=lambda: admin.generation,
     )
     relay = Relay(
         sessions=sessions,
@@ -230,6 +244,7 @@ async def running(settings: Settings) -> AsyncIterator[Runtime]:
         verifier=build_verifier(settings),
         admin=admin,
         issuer=issuer,
+        keys=keys,
         relay=relay,
         broker_ready=asyncio.Event(),
         alert_policy=alert_policy(settings),

@@ -53,9 +53,11 @@ class Settings(BaseSettings):
 
     session_ttl_seconds: int = Field(default=3600, ge=30, le=86400)
     max_sessions_per_user: int = Field(default=8, ge=1, le=100)
-    # Each live broker client makes every dynsec change slower (docs/benchmarks.md).
-    max_live_sessions: int = Field(default=5000, ge=1)
-    reap_interval_seconds: float = Field(default=30.0, gt=0)
+    # Broker credentials are ES256 tokens that the broker's plugin verifies.
+    broker_token_issuer: str = Field(default="ehr-hub", min_length=1, max_length=64)
+    broker_signing_key_file: Path | None = None  # PEM (EC P-256); else generated keys
+    broker_jwks_file: Path | None = None  # where the broker reads the public keys
+    broker_auth_plugin: str | None = None  # hub_auth.so for `hub up`; built in the repo
     relay_poll_interval_seconds: float = Field(default=1.0, gt=0)
     replay_retention_days: int = Field(default=30, ge=1)
     replay_max_limit: int = Field(default=1000, ge=1)
@@ -90,6 +92,9 @@ class Settings(BaseSettings):
         "broker_service_password",
         "web_dist_dir",
         "mosquitto_plugin",
+        "broker_signing_key_file",
+        "broker_jwks_file",
+        "broker_auth_plugin",
         mode="before",
     )
     @classmethod
@@ -145,6 +150,14 @@ class Settings(BaseSettings):
                 raise ValueError("HUB_JWT_SECRET is a placeholder or shorter than 16 characters")
             return self.jwt_secret
         return load_or_create_secret(self.data_dir / "secrets" / "jwt-secret")
+
+    @property
+    def signing_keys_dir(self) -> Path:
+        return self.data_dir / "secrets" / "broker-signing"
+
+    @property
+    def resolved_jwks_file(self) -> Path:
+        return self.broker_jwks_file or self.data_dir / "broker" / "jwks.json"
 
     @property
     def websocket_url(self) -> str:

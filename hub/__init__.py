@@ -1,10 +1,10 @@
 """The hub's core library: event catalog, topics, outbox and relay, broker
 administration and credentials, tokens."""
 
-from hub.broker_admin import Acl, BrokerAdmin, DynsecAdmin, Role
+from hub.broker_admin import Acl, BrokerAdmin, DynsecAdmin, Revocation, Role
+from hub.broker_tokens import AclRule, KeyRing, TokenSigner, session_acl
 from hub.catalog import CATALOG, EventType, catalog_json_schema, get_event_type
 from hub.credentials import (
-    CapacityError,
     CredentialIssuer,
     IssuedCredentials,
     SessionNotFoundError,
@@ -35,9 +35,9 @@ from hub.topics import (
 __all__ = [
     "CATALOG",
     "Acl",
+    "AclRule",
     "BrokerAdmin",
     "BrokerUnavailableError",
-    "CapacityError",
     "CredentialIssuer",
     "DynsecAdmin",
     "DynsecError",
@@ -47,16 +47,19 @@ __all__ = [
     "FileLeadership",
     "HubError",
     "IssuedCredentials",
+    "KeyRing",
     "Leadership",
     "PostgresLeadership",
     "Principal",
     "Relay",
     "RelayStatus",
     "ReplayPage",
+    "Revocation",
     "Role",
     "SessionNotFoundError",
     "Snapshot",
     "TokenError",
+    "TokenSigner",
     "TokenVerifier",
     "Topic",
     "UnknownEventTypeError",
@@ -71,6 +74,7 @@ __all__ = [
     "mint_dev_token",
     "notification_topic",
     "replay",
+    "session_acl",
     "snapshot_topic",
     "validate_id",
     "validate_tenant",

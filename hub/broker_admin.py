@@ -33,6 +33,9 @@ log = logging.getLogger("hub.broker_admin")
 
 CONTROL_TOPIC = "$CONTROL/dynamic-security/v1"
 RESPONSE_TOPIC = "$CONTROL/dynamic-security/v1/response"
+# The token plugin's control channel (broker-config/plugin): revocations.
+TOKEN_CONTROL_TOPIC = "$CONTROL/hub-auth/v1"
+TOKEN_RESPONSE_TOPIC = "$CONTROL/hub-auth/v1/response"
 
 AclType = Literal[
     "publishClientSend",
@@ -61,6 +64,18 @@ class Acl:
 
 
 @dataclass(frozen=True, slots=True)
+class Revocation:
+    """Refuse every broker token of ``client_id`` until ``until`` (unix seconds, the
+    latest expiry of what was issued to it); the broker closes its connection."""
+
+    client_id: str
+    until: int
+
+    def as_command(self) -> dict[str, Any]:
+        return {"command": "revoke", "clientid": self.client_id, "until": self.until}
+
+
+@dataclass(frozen=True, slots=True)
 class Role:
     name: str
     acls: tuple[Acl, ...] = field(default_factory=tuple)
@@ -84,6 +99,8 @@ class BrokerAdmin(Protocol):
     async def set_client_password(self, username: str, password: str) -> None: ...
 
     async def list_clients(self) -> list[str]: ...
+
+    async def revoke_tokens(self, revocations: Sequence[Revocation]) -> None: ...
 
 
 class DynsecAdmin(BackgroundService):
@@ -110,10 +127,17 @@ class DynsecAdmin(BackgroundService):
         self._client: aiomqtt.Client | None = None
         self._connected = asyncio.Event()
         self._known_roles: set[str] = set()
+        self._generation = 0
 
     @property
     def connected(self) -> bool:
         return self._connected.is_set()
+
+    @property
+    def generation(self) -> int:
+        """Counts admin connections: a change means the broker may have restarted, so
+        state kept only by this side (revocations) is sent again."""
+        return self._generation
 
     def _stopped(self) -> None:
         self._fail_pending(BrokerUnavailableError("broker admin stopped"))
@@ -139,7 +163,9 @@ class DynsecAdmin(BackgroundService):
             try:
                 async with client:
                     await client.subscribe(RESPONSE_TOPIC, qos=1)
+                    await client.subscribe(TOKEN_RESPONSE_TOPIC, qos=1)
                     self._client = client
+                    self._generation += 1
                     self._connected.set()
                     delay = 0.2
                     log.info("broker admin connected to %s:%s", self._host, self._port)
@@ -165,7 +191,7 @@ class DynsecAdmin(BackgroundService):
             body = json.loads(payload)
             responses = body["responses"]
         except (ValueError, TypeError, KeyError):
-            log.warning("ignoring malformed dynsec response")
+            log.warning("ignoring malformed broker control response")
             return
         groups: dict[str, list[dict[str, Any]]] = {}
         for item in responses:
@@ -178,9 +204,14 @@ class DynsecAdmin(BackgroundService):
                 fut.set_result(items)
 
     async def execute(
-        self, commands: Sequence[dict[str, Any]], *, tolerate: Sequence[str] = ()
+        self,
+        commands: Sequence[dict[str, Any]],
+        *,
+        tolerate: Sequence[str] = (),
+        topic: str = CONTROL_TOPIC,
     ) -> list[dict[str, Any]]:
-        """Send ``commands`` as one request and return their replies in order.
+        """Send ``commands`` as one request to ``topic`` (Dynamic Security by default,
+        or the token plugin's) and return their replies in order.
 
         Raises DynsecError for the first reply with an error not listed in
         ``tolerate``, BrokerUnavailableError when the broker does not answer.
@@ -199,10 +230,10 @@ class DynsecAdmin(BackgroundService):
         self._pending[request_id] = fut
         props = publish_properties(json_body=True)
         try:
-            await client.publish(CONTROL_TOPIC, json.dumps(body), qos=1, properties=props)
+            await client.publish(topic, json.dumps(body), qos=1, properties=props)
             replies = await asyncio.wait_for(fut, self._timeout)
         except (aiomqtt.MqttError, TimeoutError) as exc:
-            raise BrokerUnavailableError(f"dynamic security request failed: {exc}") from exc
+            raise BrokerUnavailableError(f"broker control request failed: {exc}") from exc
         finally:
             self._pending.pop(request_id, None)
         by_index = {int(str(r.get("correlationData")).rsplit(":", 1)[1]): r for r in replies}
@@ -360,3 +391,16 @@ class DynsecAdmin(BackgroundService):
     async def list_clients(self) -> list[str]:
         (reply,) = await self.execute([{"command": "listClients", "verbose": False}])
         return [str(c) for c in reply.get("data", {}).get("clients", [])]
+
+    # --- the token plugin ---
+
+    async def revoke_tokens(self, revocations: Sequence[Revocation]) -> None:
+        """Have the broker refuse these clients' tokens and close their connections;
+        the plugin keeps the list across restarts until each entry's ``until``."""
+        for start in range(0, len(revocations), 500):  # bounded control messages
+            chunk = revocations[start : start + 500]
+            await self.execute([r.as_command() for r in chunk], topic=TOKEN_CONTROL_TOPIC)
+
+    async def list_revocations(self) -> list[dict[str, Any]]:
+        (reply,) = await self.execute([{"command": "listRevocations"}], topic=TOKEN_CONTROL_TOPIC)
+        return list(reply.get("revocations", []))

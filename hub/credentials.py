@@ -1,19 +1,18 @@
-"""Short-lived broker credentials for browser sessions.
+"""Short-lived broker credentials: signed tokens, recorded per session.
 
-Each credential is one dynsec client, bound to its client id, holding the tenant's
-role (its patients and meta topics) and the user's role (its own notifications).
-The broker alone enforces what a session may read; the receive default is deny.
-
-Every live dynsec client makes each later change cost more (the broker rewrites its
-whole JSON file per change), so their number is bounded: credentials expire (at most
-at the token's ``exp``), a user holds a bounded number at once (the oldest goes), and
-a reaper deletes expired ones, which also disconnects their live sessions.
+Issuing or renewing a credential changes no broker state: the password is an ES256
+token (hub.broker_tokens) that the broker's plugin verifies, scoped by its ``acl``
+claim and closed by the broker at its ``exp``. The database keeps one row per client
+id (audit, renewal, revocation). Revoking sends the broker one command over
+``$CONTROL/hub-auth/v1``; the plugin closes the connection, refuses the client's
+tokens until they would have expired, and keeps that list across restarts. Whenever
+the admin connection starts, the live revocations are sent again (the broker may have
+lost a change made while it was away).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import secrets
 from collections.abc import Callable, Sequence
@@ -22,19 +21,17 @@ from datetime import datetime, timedelta
 from typing import TypeVar
 
 import anyio.to_thread
-from sqlalchemy import Index, Integer, String, delete, func, select, update
+from sqlalchemy import Index, Integer, String, delete, select
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
-from hub.broker_admin import Acl, BrokerAdmin, Role
+from hub.broker_admin import BrokerAdmin, Revocation
+from hub.broker_tokens import AclRule, Kind, TokenSigner, session_acl
 from hub.db import Base, UTCDateTime, utcnow
-from hub.errors import DynsecError, HubError
+from hub.errors import BrokerUnavailableError, HubError
 from hub.service import BackgroundService, wait_event
-from hub.topics import meta_filter, patients_filter, user_filter, validate_tenant
 
 log = logging.getLogger("hub.credentials")
 T = TypeVar("T")
-
-SESSION_PREFIX = "s."  # every dynsec username the issuer creates starts with this
 
 
 class BrokerSession(Base):
@@ -47,37 +44,17 @@ class BrokerSession(Base):
     client_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     username: Mapped[str] = mapped_column(String(160), unique=True, nullable=False)
     tenant: Mapped[str] = mapped_column(String(40), nullable=False)
+    # The session's user, or the kiosk's or partner's id.
     user_id: Mapped[str] = mapped_column(String(64), nullable=False)
+    kind: Mapped[str] = mapped_column(String(16), nullable=False, default="session")
+    # The newest token's id (renewal replaces it).
+    jti: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    # The newest token's exp: no token of this client id lives longer.
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    # Set once the dynsec client is gone; rows are kept for audit.
-    removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # The lifetime this credential was issued with; renewals extend it by as much.
     ttl_seconds: Mapped[int] = mapped_column(Integer, nullable=False)
-
-
-def tenant_role(tenant: str) -> Role:
-    """Read a tenant's patient events, snapshots and meta topics."""
-    name = f"tenant.{validate_tenant(tenant)}"
-    acls: list[Acl] = []
-    for topic in (patients_filter(tenant), meta_filter(tenant)):
-        acls += [Acl("subscribePattern", topic), Acl("publishClientReceive", topic)]
-    return Role(name, tuple(acls))
-
-
-def user_role(tenant: str, user_id: str) -> Role:
-    """Read one user's own subtree (notifications). dynsec 2.0 has no %u substitution,
-    so each user needs a role of their own."""
-    topic = user_filter(tenant, user_id)
-    name = f"user.{tenant}.{user_id}"
-    return Role(name, (Acl("subscribePattern", topic), Acl("publishClientReceive", topic)))
-
-
-SERVICE_ROLE = Role(
-    "hub.service",
-    (Acl("publishClientSend", "tenants/#"),),
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,14 +63,7 @@ class IssuedCredentials:
     username: str
     password: str
     expires_at: datetime
-
-
-class CapacityError(HubError):
-    """The broker holds as many live session clients as it is allowed to."""
-
-    def __init__(self, limit: int) -> None:
-        super().__init__(f"{limit} live broker sessions: no capacity for another")
-        self.limit = limit
+    jti: str
 
 
 class SessionNotFoundError(HubError):
@@ -102,35 +72,41 @@ class SessionNotFoundError(HubError):
         self.client_id = client_id
 
 
-class CredentialIssuer(BackgroundService):
-    """Issues, renews, revokes and reaps per-session broker credentials.
+def username_for(kind: Kind, client_id: str) -> str:
+    # ':' never occurs in tenant or user ids, nor in the hub's own account names.
+    return f"{kind}:{client_id}"
 
-    As an async context manager it runs the reaper: expired or revoked sessions are
-    deleted from the broker (which disconnects them) without anyone asking.
+
+class CredentialIssuer(BackgroundService):
+    """Issues, renews and revokes broker tokens.
+
+    As an async context manager it keeps the broker's revocation list in step: after
+    every (re)connection of the admin client, and after a revocation the broker did
+    not confirm, it sends the live revocations again.
     """
 
-    _task_name = "hub-credential-reaper"
+    _task_name = "hub-revocation-sync"
 
     def __init__(
         self,
         *,
         admin: BrokerAdmin,
+        signer: TokenSigner,
         sessions: sessionmaker[Session],
         ttl: timedelta = timedelta(hours=1),
         max_sessions_per_user: int = 8,
-        max_live_sessions: int | None = None,
-        reap_interval: float = 30.0,
         clock: Callable[[], datetime] = utcnow,
+        generation: Callable[[], int] | None = None,
     ) -> None:
         super().__init__()
         self._admin = admin
+        self._signer = signer
         self._sessions = sessions
         self._ttl = ttl
         self._max_per_user = max_sessions_per_user
-        self._max_live = max_live_sessions
-        self._reap_interval = reap_interval
         self._clock = clock
-        self._wake = asyncio.Event()
+        self._generation = generation or (lambda: 0)
+        self._resync = asyncio.Event()
 
     async def _db(self, fn: Callable[[Session], T]) -> T:
         def run() -> T:
@@ -145,46 +121,58 @@ class CredentialIssuer(BackgroundService):
         tenant: str,
         user_id: str,
         not_after: datetime,
-        roles: Sequence[Role] | None = None,
+        kind: Kind = "session",
+        acl: Sequence[AclRule] | None = None,
         ttl: timedelta | None = None,
+        client_id: str | None = None,
     ) -> IssuedCredentials:
         """New credentials for one session of ``user_id``.
 
-        By default a browser session: the tenant's read role and the user's own role.
-        Devices and partners (kiosks, labs) pass their own ``roles`` (their topic
-        filters) and a longer ``ttl``; everything else (binding to the client id,
-        bounding, reaping, revocation) is the same.
+        By default a browser session with the session acl and a new client id.
+        Kiosks and partners pass their ``kind``, ``acl``, ``ttl`` and a stable
+        ``client_id`` (their persistent session survives renewals).
         """
         now = self._clock()
         lifetime = ttl or self._ttl
         expires_at = min(now + lifetime, not_after)
         if expires_at <= now:
             raise ValueError("the token expires too soon to issue credentials")
-        client_id = f"{tenant}.{user_id}.{secrets.token_hex(4)}"
-        username = f"{SESSION_PREFIX}{client_id}"
-        password = secrets.token_urlsafe(24)
+        client_id = client_id or f"{tenant}.{user_id}.{secrets.token_hex(4)}"
+        username = username_for(kind, client_id)
+        token = self._signer.sign(
+            kind=kind,
+            tenant=tenant,
+            sub=user_id,
+            client_id=client_id,
+            username=username,
+            expires_at=expires_at,
+            acl=acl if acl is not None else session_acl(tenant, user_id),
+            now=now,
+        )
 
-        def record(session: Session) -> list[str]:
+        def record(session: Session) -> list[Revocation]:
             session.add(
                 BrokerSession(
                     client_id=client_id,
                     username=username,
                     tenant=tenant,
                     user_id=user_id,
+                    kind=kind,
+                    jti=token.jti,
                     created_at=now,
-                    expires_at=expires_at,
+                    expires_at=token.expires_at,
                     ttl_seconds=int(lifetime.total_seconds()),
                 )
             )
-            if self._max_live is not None and self._live_count(session, now) > self._max_live:
-                raise CapacityError(self._max_live)
+            if kind != "session":
+                return []
             live = session.scalars(
                 select(BrokerSession)
                 .where(
                     BrokerSession.tenant == tenant,
                     BrokerSession.user_id == user_id,
+                    BrokerSession.kind == "session",
                     BrokerSession.revoked_at.is_(None),
-                    BrokerSession.removed_at.is_(None),
                     BrokerSession.expires_at > now,
                 )
                 .order_by(BrokerSession.created_at.desc(), BrokerSession.client_id)
@@ -192,84 +180,37 @@ class CredentialIssuer(BackgroundService):
             surplus = [s for s in live if s.client_id != client_id][self._max_per_user - 1 :]
             for s in surplus:
                 s.revoked_at = now
-            return [s.username for s in surplus]
+            return [_revocation(s) for s in surplus]
 
-        # The row is committed first: whatever fails later, the reaper will find it.
         evicted = await self._db(record)
-        grants = (
-            list(roles)
-            if roles is not None
-            else [
-                tenant_role(tenant),
-                user_role(tenant, user_id),
-            ]
-        )
-        try:
-            await self._create_client(username, password, client_id, grants)
-        except Exception:
-            await self._db(lambda s: self._mark(s, client_id, revoked=True))
-            raise
-        for name in evicted:
-            await self._remove(name)
-        self._wake.set()
-        return IssuedCredentials(client_id, username, password, expires_at)
-
-    async def _create_client(
-        self, username: str, password: str, client_id: str, grants: Sequence[Role]
-    ) -> None:
-        try:
-            for role in grants:
-                await self._admin.ensure_role(role)
-            await self._admin.create_client(
-                username=username,
-                password=password,
-                client_id=client_id,
-                roles=[r.name for r in grants],
-            )
-        except DynsecError as exc:
-            if exc.command != "addClientRole":
-                raise
-            # A user role this process believed in was deleted meanwhile (the user's
-            # last session was reaped, perhaps by another api process): make it again.
-            for role in grants:
-                await self._admin.ensure_role(role, refresh=True)
-            await self._admin.create_client(
-                username=username,
-                password=password,
-                client_id=client_id,
-                roles=[r.name for r in grants],
-            )
-
-    @staticmethod
-    def _live_count(session: Session, now: datetime) -> int:
-        return int(
-            session.scalar(
-                select(func.count()).where(
-                    BrokerSession.removed_at.is_(None),
-                    BrokerSession.revoked_at.is_(None),
-                    BrokerSession.expires_at > now,
-                )
-            )
-            or 0
-        )
+        if evicted:
+            await self._send(evicted)
+        return IssuedCredentials(client_id, username, token.token, token.expires_at, token.jti)
 
     async def renew(
-        self, *, tenant: str, user_id: str, client_id: str, not_after: datetime
+        self,
+        *,
+        tenant: str,
+        user_id: str,
+        client_id: str,
+        not_after: datetime,
+        kind: Kind = "session",
+        acl: Sequence[AclRule] | None = None,
     ) -> IssuedCredentials:
-        """A new password and expiry for a live session of the same user, keeping its
-        client id so the broker keeps its persistent session and queued messages.
-        The broker disconnects the session on the password change; it reconnects."""
+        """A new token for a live session of the same user and client id: the client
+        reconnects with it and keeps its persistent session and queued messages. The
+        previous token stays valid until its own (earlier) expiry."""
         now = self._clock()
 
-        def extend(session: Session) -> tuple[str, datetime]:
+        def extend(session: Session) -> IssuedCredentials:
             row = session.scalar(
                 select(BrokerSession)
                 .where(
                     BrokerSession.client_id == client_id,
                     BrokerSession.tenant == tenant,
                     BrokerSession.user_id == user_id,
+                    BrokerSession.kind == kind,
                     BrokerSession.revoked_at.is_(None),
-                    BrokerSession.removed_at.is_(None),
                     BrokerSession.expires_at > now,
                 )
                 .with_for_update()
@@ -279,181 +220,123 @@ class CredentialIssuer(BackgroundService):
             expires_at = min(now + timedelta(seconds=row.ttl_seconds), not_after)
             if expires_at <= now:
                 raise ValueError("the token expires too soon to issue credentials")
-            row.expires_at = expires_at
-            return row.username, expires_at
+            token = self._signer.sign(
+                kind=kind,
+                tenant=tenant,
+                sub=user_id,
+                client_id=client_id,
+                username=row.username,
+                expires_at=expires_at,
+                acl=acl if acl is not None else session_acl(tenant, user_id),
+                now=now,
+            )
+            # Never shorten: an earlier token of this client id may outlive this one,
+            # and a revocation must last as long as the longest.
+            row.expires_at = max(row.expires_at, token.expires_at)
+            row.jti = token.jti
+            return IssuedCredentials(
+                client_id, row.username, token.token, token.expires_at, token.jti
+            )
 
-        username, expires_at = await self._db(extend)
-        password = secrets.token_urlsafe(24)
-        await self._admin.set_client_password(username, password)
-        self._wake.set()
-        return IssuedCredentials(client_id, username, password, expires_at)
+        return await self._db(extend)
 
     async def revoke(self, *, tenant: str, client_id: str, user_id: str | None = None) -> None:
-        """Revoke a session now; the broker disconnects it. ``user_id`` limits the
-        revocation to that user's own sessions."""
+        """Revoke a session now: the broker closes its connection and refuses its
+        tokens. ``user_id`` limits the revocation to that user's own sessions. The
+        revocation is committed first; if the broker does not confirm it, it is sent
+        again until it does."""
+        now = self._clock()
 
-        def mark(session: Session) -> str:
+        def mark(session: Session) -> Revocation:
             query = select(BrokerSession).where(
                 BrokerSession.client_id == client_id,
                 BrokerSession.tenant == tenant,
-                BrokerSession.removed_at.is_(None),
+                BrokerSession.revoked_at.is_(None),
+                BrokerSession.expires_at > now,
             )
             if user_id is not None:
                 query = query.where(BrokerSession.user_id == user_id)
-            row = session.scalar(query)
+            row = session.scalar(query.with_for_update())
             if row is None:
                 raise SessionNotFoundError(client_id)
-            row.revoked_at = row.revoked_at or self._clock()
-            return row.username
+            row.revoked_at = now
+            return _revocation(row)
 
-        username = await self._db(mark)
-        await self._remove(username)
+        await self._send([await self._db(mark)])
 
-    def _mark(self, session: Session, client_id: str, *, revoked: bool) -> None:
-        values = {"revoked_at": self._clock()} if revoked else {"removed_at": self._clock()}
-        session.execute(
-            update(BrokerSession).where(BrokerSession.client_id == client_id).values(**values)
-        )
-
-    async def _remove(self, username: str) -> None:
-        """Delete the broker client (which disconnects it); when it was its user's last,
-        delete the user's role too, so the dynsec file stays bounded by live users."""
-        await self._admin.delete_client(username)
-
-        def done(session: Session) -> tuple[str, str] | None:
-            row = session.scalar(select(BrokerSession).where(BrokerSession.username == username))
-            if row is None:
-                return None
-            if row.removed_at is None:
-                row.removed_at = self._clock()
-            others = session.scalar(
-                select(func.count()).where(
-                    BrokerSession.tenant == row.tenant,
-                    BrokerSession.user_id == row.user_id,
-                    BrokerSession.removed_at.is_(None),
-                )
-            )
-            return (row.tenant, row.user_id) if not others else None
-
-        last = await self._db(done)
-        if last is not None:
-            role = user_role(*last)
-            await self._admin.delete_role(role.name)
-            await self._restore_user_role(role, *last)
-
-    async def _restore_user_role(self, role: Role, tenant: str, user_id: str) -> None:
-        """Another api process may have issued a session to this user after the check
-        above and before the role was deleted, which took the role from that session
-        too. Sessions recorded since then are found here and given the role back;
-        one recorded later meets the missing role itself and makes it again."""
-
-        def live(session: Session) -> list[str]:
-            return list(
-                session.scalars(
-                    select(BrokerSession.username).where(
-                        BrokerSession.tenant == tenant,
-                        BrokerSession.user_id == user_id,
-                        BrokerSession.removed_at.is_(None),
-                        BrokerSession.revoked_at.is_(None),
-                    )
-                ).all()
-            )
-
-        names = await self._db(live)
-        if not names:
-            return
-        log.info("restoring role %s for %d new session(s)", role.name, len(names))
-        await self._admin.ensure_role(role, refresh=True)
-        for name in names:
-            # Not made yet (its own addClientRole will find the role), or it already
-            # holds the role again ("Internal error" in 2.0.11): nothing to do.
-            with contextlib.suppress(DynsecError):
-                await self._admin.add_client_role(name, role.name)
-
-    async def reap(self) -> int:
-        """Delete every expired or revoked session from the broker; return how many."""
+    async def revoke_client_ids(self, tenant: str, client_ids: Sequence[str]) -> int:
+        """Revoke every live credential of these client ids (a kiosk or partner that
+        is disabled); returns how many were live."""
         now = self._clock()
 
-        def due(session: Session) -> list[str]:
-            return list(
-                session.scalars(
-                    select(BrokerSession.username).where(
-                        BrokerSession.removed_at.is_(None),
-                        (BrokerSession.expires_at <= now) | BrokerSession.revoked_at.is_not(None),
-                    )
-                ).all()
-            )
+        def mark(session: Session) -> list[Revocation]:
+            rows = session.scalars(
+                select(BrokerSession).where(
+                    BrokerSession.tenant == tenant,
+                    BrokerSession.client_id.in_(list(client_ids)),
+                    BrokerSession.revoked_at.is_(None),
+                    BrokerSession.expires_at > now,
+                )
+            ).all()
+            for row in rows:
+                row.revoked_at = now
+            return [_revocation(r) for r in rows]
 
-        names = await self._db(due)
-        for name in names:
-            await self._remove(name)
-        return len(names)
+        revocations = await self._db(mark)
+        if revocations:
+            await self._send(revocations)
+        return len(revocations)
+
+    async def _send(self, revocations: Sequence[Revocation]) -> None:
+        try:
+            await self._admin.revoke_tokens(revocations)
+        except (BrokerUnavailableError, HubError):
+            # Recorded already; the sync task sends it when the broker answers again.
+            log.warning("broker did not confirm %d revocation(s); will resend", len(revocations))
+            self._resync.set()
+
+    async def live_revocations(self) -> list[Revocation]:
+        now = self._clock()
+
+        def load(session: Session) -> list[Revocation]:
+            rows = session.scalars(
+                select(BrokerSession).where(
+                    BrokerSession.revoked_at.is_not(None), BrokerSession.expires_at > now
+                )
+            ).all()
+            return [_revocation(r) for r in rows]
+
+        return await self._db(load)
 
     async def prune(self, older_than: timedelta) -> int:
-        """Forget sessions removed from the broker longer ago than ``older_than``."""
+        """Forget sessions that expired longer ago than ``older_than``."""
         cutoff = self._clock() - older_than
 
         def forget(session: Session) -> int:
-            result = session.execute(
-                delete(BrokerSession).where(
-                    BrokerSession.removed_at.is_not(None), BrokerSession.removed_at < cutoff
-                )
-            )
+            result = session.execute(delete(BrokerSession).where(BrokerSession.expires_at < cutoff))
             return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
         return await self._db(forget)
 
-    async def reconcile(self) -> int:
-        """Delete broker clients this issuer made that the database no longer knows
-        as live (left behind by a crash between the broker and the database)."""
-        now = self._clock()
-        on_broker = [n for n in await self._admin.list_clients() if n.startswith(SESSION_PREFIX)]
-        if not on_broker:
-            return 0
-
-        def live(session: Session) -> set[str]:
-            return set(
-                session.scalars(
-                    select(BrokerSession.username).where(
-                        BrokerSession.removed_at.is_(None),
-                        BrokerSession.revoked_at.is_(None),
-                        BrokerSession.expires_at > now,
-                    )
-                ).all()
-            )
-
-        keep = await self._db(live)
-        stale = [n for n in on_broker if n not in keep]
-        for name in stale:
-            await self._remove(name)
-        return len(stale)
-
-    async def _next_expiry(self) -> datetime | None:
-        def first(session: Session) -> datetime | None:
-            return session.scalar(
-                select(BrokerSession.expires_at)
-                .where(BrokerSession.removed_at.is_(None))
-                .order_by(BrokerSession.expires_at)
-                .limit(1)
-            )
-
-        return await self._db(first)
-
     async def _run(self) -> None:
-        reconciled = False
+        synced: int | None = None
         while True:
-            try:
-                if not reconciled:
-                    await self.reconcile()
-                    reconciled = True
-                await self.reap()
-                nxt = await self._next_expiry()
-            except Exception:  # the broker or database is away: try again soon
-                log.warning("credential reaper failed; retrying", exc_info=True)
-                await asyncio.sleep(min(self._reap_interval, 2.0))
-                continue
-            delay = self._reap_interval
-            if nxt is not None:
-                delay = max(0.05, min(delay, (nxt - self._clock()).total_seconds() + 0.05))
-            self._wake.clear()
-            await wait_event(self._wake, delay)
+            generation = self._generation()
+            if generation and (generation != synced or self._resync.is_set()):
+                self._resync.clear()
+                try:
+                    revocations = await self.live_revocations()
+                    if revocations:
+                        await self._admin.revoke_tokens(revocations)
+                        log.info("sent %d live revocation(s) to the broker", len(revocations))
+                    synced = generation
+                except Exception:  # the broker or database is away: try again soon
+                    log.warning("revocation sync failed; retrying", exc_info=True)
+                    self._resync.set()
+                    await asyncio.sleep(1.0)
+                    continue
+            await wait_event(self._resync, 0.5)
+
+
+def _revocation(row: BrokerSession) -> Revocation:
+    return Revocation(row.client_id, int(row.expires_at.timestamp()) + 1)

@@ -16,9 +16,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from hub.broker_admin import Acl, Role
 from hub.secretfiles import load_or_create_secret
 
 ADMIN_USERNAME = "hub-admin"
+# The `iss` of broker tokens, unless HUB_BROKER_TOKEN_ISSUER says otherwise.
+DEFAULT_TOKEN_ISSUER = "ehr-hub"
 SERVICE_USERNAME = "hub-service"
 _PLUGIN_CANDIDATES = (
     "/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so",
@@ -29,6 +32,19 @@ _PLUGIN_CANDIDATES = (
 
 def default_broker_config_dir() -> Path:
     return Path(__file__).resolve().parent.parent / "broker-config"
+
+
+def find_auth_plugin(explicit: str | None = None) -> str:
+    """The hub's token plugin, built from broker-config/plugin by the set-up scripts."""
+    if explicit:
+        return explicit
+    built = default_broker_config_dir() / "plugin" / "build" / "hub_auth.so"
+    if built.exists():
+        return str(built)
+    raise FileNotFoundError(
+        f"{built} not found: build it with `make -C broker-config/plugin` "
+        "(scripts/setup.sh does) or set HUB_BROKER_AUTH_PLUGIN"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +72,16 @@ class BrokerLayout:
         return self.state_dir / "mosquitto.conf"
 
     @property
+    def jwks_file(self) -> Path:
+        """The public keys of broker tokens: written by the api, read by the plugin."""
+        return self.state_dir / "jwks.json"
+
+    @property
+    def revocations_file(self) -> Path:
+        """The token plugin's revocation list (the plugin writes it)."""
+        return self.state_dir / "revocations.json"
+
+    @property
     def secrets_dir(self) -> Path:
         return self.data_dir / "secrets"
 
@@ -75,16 +101,29 @@ def find_dynsec_plugin(explicit: str | None = None) -> str:
     raise FileNotFoundError("mosquitto_dynamic_security.so not found; install mosquitto")
 
 
-# The admin role the hub needs: drive $CONTROL and read $SYS (health checks). Unlike
+def _control(topic: str) -> tuple[Acl, ...]:
+    return (
+        Acl("publishClientSend", topic),
+        Acl("publishClientReceive", topic),
+        Acl("subscribePattern", topic),
+    )
+
+
+# The admin role the hub needs: drive Dynamic Security and the token plugin (its
+# revocations) over $CONTROL, and read $SYS (health checks). Unlike
 # `mosquitto_ctrl dynsec init`, it does not read `#`: no tenant's events.
-_ADMIN_ACLS = [
-    {"acltype": "publishClientSend", "topic": "$CONTROL/dynamic-security/#", "allow": True},
-    {"acltype": "publishClientReceive", "topic": "$CONTROL/dynamic-security/#", "allow": True},
-    {"acltype": "subscribePattern", "topic": "$CONTROL/dynamic-security/#", "allow": True},
-    {"acltype": "publishClientReceive", "topic": "$SYS/#", "allow": True},
-    {"acltype": "subscribePattern", "topic": "$SYS/#", "allow": True},
-    {"acltype": "unsubscribePattern", "topic": "#", "allow": True},
-]
+ADMIN_ROLE = Role(
+    "hub.admin",
+    (
+        *_control("$CONTROL/dynamic-security/#"),
+        *_control("$CONTROL/hub-auth/#"),
+        Acl("publishClientReceive", "$SYS/#"),
+        Acl("subscribePattern", "$SYS/#"),
+        Acl("unsubscribePattern", "#"),
+    ),
+)
+# The relay publishes every tenant's events; it reads nothing.
+SERVICE_ROLE = Role("hub.service", (Acl("publishClientSend", "tenants/#"),))
 _ADMIN_PBKDF2_ITERATIONS = 20_000
 
 
@@ -123,11 +162,11 @@ def write_dynsec_file(
                 "username": admin_username,
                 "textName": "hub broker administration",
                 **dynsec_password_fields(admin_password, iterations=_ADMIN_PBKDF2_ITERATIONS),
-                "roles": [{"rolename": "hub.admin"}],
+                "roles": [{"rolename": ADMIN_ROLE.name}],
             }
         ],
         "groups": [],
-        "roles": [{"rolename": "hub.admin", "acls": _ADMIN_ACLS}],
+        "roles": [{"rolename": ADMIN_ROLE.name, "acls": [a.as_json() for a in ADMIN_ROLE.acls]}],
     }
     tmp = path.with_suffix(".init")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -161,8 +200,14 @@ def render_config(
     bind_host: str = "127.0.0.1",
     config_dir: Path | None = None,
     plugin: str | None = None,
+    auth_plugin: str | None = None,
+    token_issuer: str = DEFAULT_TOKEN_ISSUER,
+    jwks_file: Path | None = None,
 ) -> Path:
-    """Write the local broker configuration and return its path."""
+    """Write the local broker configuration and return its path.
+
+    Two plugins: the hub's token plugin first (it answers for tokens and defers
+    everything else at once), then Dynamic Security for the hub's own accounts."""
     config_dir = config_dir or default_broker_config_dir()
     # The WebSocket listener of 2.0 ignores an IP bind address (#2085) but honours an
     # interface name, so loopback-only deployments bind it to `lo`.
@@ -173,6 +218,10 @@ def render_config(
         f"include_dir {config_dir / 'conf.d'}",
         # Run as the invoking user so the state folder needs no chown.
         f"user {getpass.getuser()}",
+        f"plugin {find_auth_plugin(auth_plugin)}",
+        f"plugin_opt_keys_file {jwks_file or layout.jwks_file}",
+        f"plugin_opt_revocations_file {layout.revocations_file}",
+        f"plugin_opt_issuer {token_issuer}",
         f"plugin {find_dynsec_plugin(plugin)}",
         f"plugin_opt_config_file {layout.dynsec_file}",
         f"persistence_location {layout.state_dir}/",

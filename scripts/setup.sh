@@ -7,12 +7,20 @@ cd "$ROOT"
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
-# Debian packages: Mosquitto 2.0 with its Dynamic Security plugin and mosquitto_ctrl.
-if ! command -v mosquitto >/dev/null && [ ! -x /usr/sbin/mosquitto ] || ! command -v mosquitto_ctrl >/dev/null; then
-  echo "setup: installing Debian packages (mosquitto)" >&2
+# Debian packages: Mosquitto 2.0 with its Dynamic Security plugin and mosquitto_ctrl,
+# and what the hub's token plugin (broker-config/plugin, C) builds with.
+debs=(mosquitto mosquitto-clients mosquitto-dev libcjson-dev libssl-dev uthash-dev gcc make)
+missing=()
+for deb in "${debs[@]}"; do
+  dpkg-query -W -f='${Status}' "$deb" 2>/dev/null | grep -q "install ok installed" || missing+=("$deb")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing Debian packages (${missing[*]})" >&2
   as_root apt-get update -qq
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto mosquitto-clients >/dev/null
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
+# The broker's token plugin; make rebuilds it only when its sources change.
+make -s -C broker-config/plugin >&2
 
 # Python: a venv at .venv with the pinned dependencies (constraints.txt), reinstalled
 # only when pyproject.toml or constraints.txt change.

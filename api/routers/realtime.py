@@ -1,6 +1,8 @@
-"""Broker credentials for a browser session."""
+"""Broker credentials for a browser session, and the public keys that verify them."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import anyio.to_thread
 from fastapi import APIRouter, Body, Response
@@ -65,3 +67,10 @@ async def revoke_credentials(client_id: str, user: CurrentUser, runtime: Runtime
     except SessionNotFoundError:
         raise NotFound(f"session {client_id} not found") from None
     return Response(status_code=204)
+
+
+@router.get("/jwks")
+async def jwks(runtime: RuntimeDep) -> dict[str, Any]:
+    """The public keys of broker tokens (a JWKS), for any broker that verifies them,
+    for example an EMQX cluster's JWT authenticator. No token needed: public keys."""
+    return runtime.keys.jwks()

@@ -1,15 +1,28 @@
-"""Broker credentials: issued per session, bounded, expiring, revocable; the broker
-refuses dead credentials and disconnects live sessions that hold them."""
+"""Broker credentials are signed tokens: issued per session, bounded per user, expiring
+and revocable, and the broker (its token plugin) enforces all of it by itself."""
 
 from __future__ import annotations
 
+import base64
+import json
+import os
+import signal
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import jwt
 
 from tests.support.clinic import Clinic
 from tests.support.mqtt import WAIT, dynsec
 from tests.support.stack import Stack
+
+
+def _segment(token: str, index: int) -> dict[str, Any]:
+    part = token.split(".")[index]
+    return json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))  # type: ignore[no-any-return]
 
 
 def test_credentials_answer_matches_the_contract(stack: Stack, clinic: Clinic) -> None:
@@ -29,12 +42,59 @@ def test_credentials_answer_matches_the_contract(stack: Stack, clinic: Clinic) -
     assert creds["websocketUrl"] == f"ws://localhost:{stack.broker.ws_port}/mqtt"
     assert creds["mqttUrl"] == f"mqtt://localhost:{stack.broker.mqtt_port}"
     assert creds["latestSeq"] == clinic.latest_seq()
-    assert len(creds["password"]) >= 24
     # The password never reaches the api's log.
     assert creds["password"] not in stack.api.log_file.read_text()
 
 
-def test_expiry_is_capped_by_the_token_and_enforced_by_the_broker(
+def test_the_password_is_an_es256_token_that_the_public_jwks_verifies(
+    stack: Stack, clinic: Clinic
+) -> None:
+    creds = stack.credentials(clinic.front_desk)
+    header = _segment(creds["password"], 0)
+    assert header["alg"] == "ES256"
+    jwks = httpx.get(stack.api.base_url + "/realtime/jwks").json()  # no token needed
+    assert all("d" not in k for k in jwks["keys"])  # public keys only
+    (jwk,) = [k for k in jwks["keys"] if k["kid"] == header["kid"]]
+    key = jwt.PyJWK(jwk).key
+    claims = jwt.decode(creds["password"], key, algorithms=["ES256"], audience="mqtt")
+    assert claims["iss"] == "ehr-hub"
+    assert claims["kind"] == "session"
+    assert claims["sub"] == "fd-1"
+    assert claims["tenant"] == clinic.tenant
+    assert claims["clientid"] == creds["clientId"]
+    assert claims["username"] == creds["username"]
+    assert claims["jti"]
+    assert claims["nbf"] <= time.time() < claims["exp"]
+    assert datetime.fromtimestamp(claims["exp"], UTC) == datetime.fromisoformat(creds["expiresAt"])
+    t = clinic.tenant
+    assert claims["acl"] == [
+        {"permission": "allow", "action": "subscribe", "topic": f"tenants/{t}/patients/#"},
+        {"permission": "allow", "action": "subscribe", "topic": f"tenants/{t}/meta/#"},
+        {"permission": "allow", "action": "subscribe", "topic": f"tenants/{t}/users/fd-1/#"},
+        {"permission": "deny", "action": "all", "topic": "#"},
+    ]
+    # The broker reads the same keys from the file the api wrote.
+    on_disk = json.loads(stack.broker.layout.jwks_file.read_text())
+    assert on_disk == jwks
+
+
+def test_issuing_changes_no_broker_state(stack: Stack, clinic: Clinic) -> None:
+    """No Dynamic Security client per session: only the hub's own accounts live there."""
+    for i in range(3):
+        stack.connected_probe(stack.token(clinic.tenant, f"u-state-{i}", "front_desk")).close()
+    admin = stack.broker.admin_probe()
+    assert not admin.connect().is_failure
+    try:
+        admin.subscribe("$CONTROL/dynamic-security/v1/response")
+        (listed,) = dynsec(admin, {"command": "listClients"})
+        clients = set(listed["data"]["clients"])
+        assert {"hub-admin", "hub-service"} <= clients
+        assert not [c for c in clients if c.startswith(("s.", "session:"))], clients
+    finally:
+        admin.close()
+
+
+def test_the_broker_closes_an_expired_session_while_the_api_is_stopped(
     stack: Stack, clinic: Clinic
 ) -> None:
     token = stack.token(clinic.tenant, "fd-short", "front_desk", ttl=4)
@@ -43,13 +103,18 @@ def test_expiry_is_capped_by_the_token_and_enforced_by_the_broker(
     assert expires <= datetime.now(UTC) + timedelta(seconds=5)
     live = stack.probe(creds)
     assert not live.connect().is_failure
-    live.subscribe(f"tenants/{clinic.tenant}/patients/#")
-    # Nobody asks: the reaper removes the expired client and the broker kicks it.
-    rc = live.wait_disconnect(timeout=WAIT + 5)
+    assert not live.subscribe(f"tenants/{clinic.tenant}/patients/#").is_failure
+    assert stack.api.proc is not None
+    os.kill(stack.api.proc.pid, signal.SIGSTOP)  # nobody at the api side can act
+    try:
+        rc = live.wait_disconnect(timeout=WAIT)
+        closed_at = datetime.now(UTC)
+    finally:
+        os.kill(stack.api.proc.pid, signal.SIGCONT)
     assert rc.is_failure
+    assert closed_at >= expires
     live.close()
-    again = stack.probe(creds)
-    assert again.connect().is_failure
+    assert stack.probe(creds).connect().is_failure
 
 
 def test_revocation_disconnects_a_live_session(stack: Stack, clinic: Clinic) -> None:
@@ -92,6 +157,7 @@ def test_a_user_cannot_revoke_another_users_session_but_an_admin_can(
         stack.http(clinic.admin).delete(f"/realtime/credentials/{creds['clientId']}").status_code
         == 204
     )
+    assert stack.probe(creds).connect().is_failure
 
 
 def test_renewal_keeps_the_client_id_and_the_persistent_session(
@@ -103,12 +169,12 @@ def test_renewal_keeps_the_client_id_and_the_persistent_session(
     first.subscribe(f"tenants/{clinic.tenant}/patients/+/appointment/#")
     renewed = stack.credentials(clinic.front_desk, clientId=creds["clientId"])
     assert renewed["clientId"] == creds["clientId"]
+    assert renewed["username"] == creds["username"]
     assert renewed["password"] != creds["password"]
-    # The old password stops working: the broker disconnects the session.
-    assert first.wait_disconnect().is_failure
+    assert _segment(renewed["password"], 1)["jti"] != _segment(creds["password"], 1)["jti"]
+    # The client leaves and comes back with the renewed token on the same client id.
     first.close()
-    appt = clinic.book()  # happens while the browser reconnects
-    assert stack.probe(creds, clean_start=False, session_expiry=600).connect().is_failure
+    appt = clinic.book()  # happens while it reconnects: the broker queues it
     second = stack.probe(renewed, clean_start=False, session_expiry=600)
     try:
         assert not second.connect().is_failure
@@ -122,6 +188,17 @@ def test_renewal_keeps_the_client_id_and_the_persistent_session(
     assert r.status_code == 404
 
 
+def test_a_token_works_only_with_its_own_client_id_and_username(
+    stack: Stack, clinic: Clinic
+) -> None:
+    creds = stack.credentials(clinic.front_desk)
+    other = stack.credentials(clinic.front_desk)
+    # Another session's client id: a takeover of that session is refused.
+    assert stack.probe(creds, client_id=other["clientId"]).connect().is_failure
+    assert stack.probe({**creds, "username": other["username"]}).connect().is_failure
+    assert not stack.probe(creds).connect().is_failure
+
+
 def test_live_sessions_per_user_are_bounded(stack: Stack, clinic: Clinic) -> None:
     user = f"fd-{uuid.uuid4().hex[:6]}"
     token = stack.token(clinic.tenant, user, "front_desk")
@@ -133,108 +210,30 @@ def test_live_sessions_per_user_are_bounded(stack: Stack, clinic: Clinic) -> Non
     newest.close()
 
 
-def test_deleting_a_role_held_by_issued_clients_does_not_crash_the_broker(
-    stack: Stack, clinic: Clinic
+def test_a_revocation_made_while_the_broker_is_down_reaches_it_when_it_is_back(
+    private_stack: Stack,
 ) -> None:
-    """Mosquitto #2660: roles given inline at createClient lose their back-link and a
-    later deleteRole segfaults the broker. The hub assigns roles with addClientRole."""
-    creds = [
-        stack.credentials(stack.token(clinic.tenant, f"u-{i}", "front_desk")) for i in range(3)
-    ]
-    admin = stack.broker.admin_probe()
-    assert not admin.connect().is_failure
-    try:
-        admin.subscribe("$CONTROL/dynamic-security/v1/response")
-        (reply,) = dynsec(admin, {"command": "getClient", "username": creds[0]["username"]})
-        roles = {r["rolename"] for r in reply["data"]["client"]["roles"]}
-        assert roles == {f"tenant.{clinic.tenant}", f"user.{clinic.tenant}.u-0"}
-        assert reply["data"]["client"]["clientid"] == creds[0]["clientId"]
-        (deleted,) = dynsec(admin, {"command": "deleteRole", "rolename": f"tenant.{clinic.tenant}"})
-        assert "error" not in deleted
-        (listed,) = dynsec(admin, {"command": "listRoles"})
-        assert f"tenant.{clinic.tenant}" not in listed["data"]["roles"]
-    finally:
-        admin.close()
-    assert stack.broker.running
-    # The broker still serves; the clients lost the tenant role's rights, as asked.
-    probe = stack.probe(creds[1])
-    try:
-        assert not probe.connect().is_failure
-        assert probe.subscribe(f"tenants/{clinic.tenant}/patients/#").is_failure
-    finally:
-        probe.close()
+    stack = private_stack
+    token = stack.token("t-offline", "fd-1", "front_desk")
+    creds = stack.credentials(token)
+    stack.broker.stop()
+    # Recorded in the database at once; the broker gets it when the admin reconnects.
+    r = stack.http(token).delete(f"/realtime/credentials/{creds['clientId']}")
+    assert r.status_code == 204
+    stack.broker.start()
+    deadline = time.monotonic() + WAIT
+    while not stack.probe(creds).connect().is_failure:
+        assert time.monotonic() < deadline, "the broker still accepts a revoked token"
+        time.sleep(0.2)
 
 
-def test_reaper_keeps_the_broker_client_count_bounded(stack: Stack, clinic: Clinic) -> None:
-    """Expired sessions leave the broker, not only the database."""
-    token = stack.token(clinic.tenant, f"fd-{uuid.uuid4().hex[:6]}", "front_desk", ttl=3)
-    usernames = {stack.credentials(token)["username"] for _ in range(3)}
-    admin = stack.broker.admin_probe()
-    assert not admin.connect().is_failure
-    try:
-        admin.subscribe("$CONTROL/dynamic-security/v1/response")
-        deadline = time.monotonic() + WAIT + 5
-        while True:
-            (listed,) = dynsec(admin, {"command": "listClients"})
-            remaining = usernames & set(listed["data"]["clients"])
-            if not remaining or time.monotonic() > deadline:
-                break
-            time.sleep(0.2)
-        assert remaining == set()
-    finally:
-        admin.close()
-
-
-def _roles(stack: Stack) -> set[str]:
-    admin = stack.broker.admin_probe()
-    assert not admin.connect().is_failure
-    try:
-        admin.subscribe("$CONTROL/dynamic-security/v1/response")
-        (listed,) = dynsec(admin, {"command": "listRoles"})
-        return set(listed["data"]["roles"])
-    finally:
-        admin.close()
-
-
-def test_a_users_role_leaves_the_broker_with_their_last_session(
-    stack: Stack, clinic: Clinic
-) -> None:
-    user = f"fd-{uuid.uuid4().hex[:6]}"
-    token = stack.token(clinic.tenant, user, "front_desk")
-    role = f"user.{clinic.tenant}.{user}"
-    first, second = stack.credentials(token), stack.credentials(token)
-    http = stack.http(token)
-    assert http.delete(f"/realtime/credentials/{first['clientId']}").status_code == 204
-    assert role in _roles(stack)
-    assert http.delete(f"/realtime/credentials/{second['clientId']}").status_code == 204
-    assert role not in _roles(stack)
-    # Signing in again brings it back, with its rights.
-    probe = stack.connected_probe(token)
-    try:
-        assert not probe.subscribe(f"tenants/{clinic.tenant}/users/{user}/#").is_failure
-    finally:
-        probe.close()
-
-
-def test_issuance_recovers_when_a_role_was_deleted_elsewhere(stack: Stack, clinic: Clinic) -> None:
-    """Another api process may reap a user's last session and delete the role this
-    process still remembers; issuance makes the role again instead of failing."""
-    user = f"fd-{uuid.uuid4().hex[:6]}"
-    token = stack.token(clinic.tenant, user, "front_desk")
-    stack.credentials(token)
-    admin = stack.broker.admin_probe()
-    assert not admin.connect().is_failure
-    try:
-        admin.subscribe("$CONTROL/dynamic-security/v1/response")
-        (deleted,) = dynsec(
-            admin, {"command": "deleteRole", "rolename": f"user.{clinic.tenant}.{user}"}
-        )
-        assert "error" not in deleted
-    finally:
-        admin.close()
-    probe = stack.connected_probe(token)
-    try:
-        assert not probe.subscribe(f"tenants/{clinic.tenant}/users/{user}/#").is_failure
-        assert not probe.subscribe(f"tenants/{clinic.tenant}/patients/#").is_failure
-    finally:
-        probe.close()
+def test_a_revoked_token_stays_refused_after_a_broker_restart(private_stack: Stack) -> None:
+    stack = private_stack
+    token = stack.token("t-restart", "fd-1", "front_desk")
+    creds = stack.credentials(token)
+    assert stack.http(token).delete(f"/realtime/credentials/{creds['clientId']}").status_code == 204
+    assert stack.probe(creds).connect().is_failure
+    stack.api.stop()  # nobody could send the revocation again
+    stack.broker.stop()
+    stack.broker.start()
+    assert stack.probe(creds).connect().is_failure

@@ -310,9 +310,23 @@ export class HubClient {
 
   private async renewBeforeExpiry(): Promise<void> {
     if (this.stopped) return;
-    // The password change makes the broker drop the connection once: not an outage.
-    this.expectClose = this.mqtt !== null;
-    if (await this.renew()) return;
+    // A connection that closes while the renewal runs is no outage: it reopens with the
+    // renewed token once that is in.
+    const before = this.mqtt;
+    this.expectClose = before !== null;
+    if (await this.renew()) {
+      this.expectClose = false;
+      // The broker checks a token only at CONNECT and closes the connection at its exp:
+      // reconnect with the renewed one on the same client id. The persistent session
+      // keeps what arrives meanwhile. Only the connection made with the old token is
+      // cycled (a refusal may already have reopened with the new one).
+      if (before && this.mqtt === before && !this.stopped) {
+        this.mqtt = null; // first: the `mine` guard ignores the old client's close
+        before.end(false);
+        this.open();
+      }
+      return;
+    }
     this.expectClose = false;
     // Once the credentials have expired the broker refuses them, and afterRefusal takes over.
     if (!this.stopped) this.renewTimer = setTimeout(() => void this.renewBeforeExpiry(), 10_000);
