@@ -184,8 +184,12 @@ def _with_header(claims: dict[str, Any], header: dict[str, Any], sig: str) -> st
 
 def _refusals() -> dict[str, Callable[[HubBroker], tuple[Token, dict[str, str]]]]:
     def signed(**overrides: Any) -> Callable[[HubBroker], tuple[Token, dict[str, str]]]:
+        """Claims overrides; a callable is called with the current time."""
+
         def make(b: HubBroker) -> tuple[Token, dict[str, str]]:
-            return b.token(**overrides), {}
+            now = int(time.time())
+            values = {k: v(now) if callable(v) else v for k, v in overrides.items()}
+            return b.token(**values), {}
 
         return make
 
@@ -226,7 +230,6 @@ def _refusals() -> dict[str, Callable[[HubBroker], tuple[Token, dict[str, str]]]
         head, body, sig = t.value.split(".")
         return t, {"password": f"{head}.{body}{'A' * 60_000}.{sig}"}
 
-    now = int(time.time())
     many_rules = [rule("allow", "subscribe", f"tenants/a/x{i}") for i in range(300)]
     return {
         "forged signature": forged,
@@ -234,8 +237,8 @@ def _refusals() -> dict[str, Callable[[HubBroker], tuple[Token, dict[str, str]]]
         "alg none": alg_none,
         "alg none, unsigned": alg_none_unsigned,
         "alg HS256 keyed with the public key": hs256,
-        "expired": signed(exp=now - 1, nbf=now - 60, iat=now - 60),
-        "nbf in the future": signed(nbf=now + 60),
+        "expired": signed(exp=lambda now: now - 1, nbf=lambda now: now - 60),
+        "nbf in the future": signed(nbf=lambda now: now + 60),
         "wrong aud": signed(aud="web"),
         "wrong iss": signed(iss="someone-else"),
         "unknown kind": signed(kind="admin"),
