@@ -166,6 +166,30 @@ def test_session_takeover_keeps_the_new_connections_rights(own_broker: HubBroker
     second.close()
 
 
+def test_an_offline_session_queues_only_what_its_acl_allows(own_broker: HubBroker) -> None:
+    tenant = f"t{uuid.uuid4().hex[:6]}"
+    acl = [
+        rule("deny", "subscribe", f"tenants/{tenant}/patients/p-secret/#"),
+        rule("allow", "subscribe", f"tenants/{tenant}/patients/#"),
+    ]
+    token = own_broker.token(tenant=tenant, acl=acl)
+    probe = connect(own_broker, token, clean_start=False, session_expiry=300)
+    assert not probe.subscribe(f"tenants/{tenant}/patients/#").is_failure
+    probe.close()
+
+    publisher = own_broker.publisher()
+    publisher.connect()
+    publisher.publish(f"tenants/{tenant}/patients/p-secret/claim/c-1/created", b"secret")
+    publisher.publish(f"tenants/{tenant}/patients/p-1/claim/c-2/created", b"queued")
+    publisher.close()
+
+    back = connect(own_broker, token, clean_start=False, session_expiry=300)
+    assert back.session_present
+    assert back.wait_for(lambda m: True).payload == b"queued"
+    assert back.drain() == []
+    back.close()
+
+
 def test_key_rotation_through_the_jwks_file(own_broker: HubBroker) -> None:
     old, new = own_broker.keys[0], SigningKey("k2")
     old_token = own_broker.token(key=old)
