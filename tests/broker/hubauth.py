@@ -9,7 +9,6 @@ import hashlib
 import hmac
 import json
 import secrets
-import socket
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from hub.mosquitto import (
     write_dynsec_file,
 )
 from tests.support.mqtt import WAIT, Probe
+from tests.support.stack import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 PLUGIN_DIR = ROOT / "broker-config" / "plugin"
@@ -39,12 +39,6 @@ PUBLISHER = "hub-service"
 
 # Plugin load orders the core tests run under.
 ORDERS = ("token-first", "dynsec-first")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def b64url(data: bytes) -> str:
