@@ -133,8 +133,14 @@ def _cmd_keys(args: argparse.Namespace) -> int:
             print(f"hub keys: {exc}", file=sys.stderr)
             return 2
         ring.write_jwks(settings.resolved_jwks_file)
+    active = ring.active
     for key in ring.keys:
-        state = "signs" if key is ring.keys[-1] else "verifies until its tokens expire"
+        if key.kid == active.kid:
+            state = "signs"
+        elif key.created > active.created:
+            state = "published; signs within seconds"
+        else:
+            state = "verifies until its tokens expire"
         print(f"{key.kid}  {key.created or 'configured'}  {state}")
     return 0
 

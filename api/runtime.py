@@ -74,8 +74,10 @@ def key_ring(settings: Settings) -> KeyRing:
     """The broker token signing keys: a configured PEM file (shared by every api
     process), or keys generated into the data directory."""
     if settings.broker_signing_key_file:
-        return KeyRing(key_file=settings.broker_signing_key_file)
-    return KeyRing(directory=settings.signing_keys_dir)
+        return KeyRing(
+            key_file=settings.broker_signing_key_file, jwks_file=settings.resolved_jwks_file
+        )
+    return KeyRing(directory=settings.signing_keys_dir, jwks_file=settings.resolved_jwks_file)
 
 
 def alert_policy(settings: Settings) -> AlertPolicy:
@@ -119,12 +121,28 @@ async def _bootstrap_broker(rt: Runtime, service_password: str) -> None:
                 password=service_password,
                 roles=[SERVICE_ROLE.name],
             )
+            await _remove_dynsec_sessions(rt.admin)
             rt.broker_ready.set()
             log.info("broker bootstrap done")
             return
         except Exception:
             log.warning("broker bootstrap failed; retrying", exc_info=True)
             await asyncio.sleep(1.0)
+
+
+async def _remove_dynsec_sessions(admin: DynsecAdmin) -> None:
+    """Before broker tokens, each session was a Dynamic Security client (`s.<clientId>`)
+    with roles `tenant.<t>` and `user.<t>.<sub>`. A broker upgraded from then still holds
+    them, and nothing would ever expire them: delete them (deleting a client closes its
+    connection). Idempotent; a no-op on every later start."""
+    clients = [c for c in await admin.list_clients() if c.startswith("s.")]
+    roles = [r for r in await admin.list_roles() if r.startswith(("tenant.", "user."))]
+    for name in clients:
+        await admin.delete_client(name)
+    for name in roles:
+        await admin.delete_role(name)
+    if clients or roles:
+        log.info("removed %d dynsec session clients and %d roles", len(clients), len(roles))
 
 
 async def _prune_loop(rt: Runtime) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
@@ -21,6 +22,7 @@ DEFAULT_CRITICAL_DIAGNOSES = (
 )
 
 _PLACEHOLDERS = {"", "change-me", "changeme", "secret", "dev", "development"}
+_TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 
 
 class Settings(BaseSettings):
@@ -110,6 +112,15 @@ class Settings(BaseSettings):
         if isinstance(value, list):
             terms = [" ".join(str(v).lower().split()) for v in value]
             return [t for t in terms if t]
+        return value
+
+    @field_validator("broker_admin_password", "broker_service_password")
+    @classmethod
+    def _not_token_shaped(cls, value: str | None) -> str | None:
+        # The broker's token plugin takes any password of three base64url parts for a
+        # token, so such a password could never log in to Dynamic Security.
+        if value is not None and _TOKEN_SHAPE.fullmatch(value):
+            raise ValueError("a broker account password must not have the shape a.b.c of a token")
         return value
 
     @model_validator(mode="after")

@@ -36,6 +36,28 @@ RESPONSE_TOPIC = "$CONTROL/dynamic-security/v1/response"
 # The token plugin's control channel (broker-config/plugin): revocations.
 TOKEN_CONTROL_TOPIC = "$CONTROL/hub-auth/v1"
 TOKEN_RESPONSE_TOPIC = "$CONTROL/hub-auth/v1/response"
+# The plugin refuses control payloads over 64 KiB; stay well below, correlation
+# data included.
+CONTROL_PAYLOAD_BUDGET = 48 * 1024
+
+
+def _by_size(commands: Sequence[dict[str, Any]], budget: int) -> list[list[dict[str, Any]]]:
+    """Split ``commands`` into requests whose JSON stays under ``budget`` bytes."""
+    chunks: list[list[dict[str, Any]]] = []
+    current: list[dict[str, Any]] = []
+    size = 0
+    for cmd in commands:
+        # Its JSON plus the correlation data ``execute`` adds (a 32-hex id and index).
+        cost = len(json.dumps(cmd)) + 64
+        if current and size + cost > budget:
+            chunks.append(current)
+            current, size = [], 0
+        current.append(cmd)
+        size += cost
+    if current:
+        chunks.append(current)
+    return chunks
+
 
 AclType = Literal[
     "publishClientSend",
@@ -392,14 +414,17 @@ class DynsecAdmin(BackgroundService):
         (reply,) = await self.execute([{"command": "listClients", "verbose": False}])
         return [str(c) for c in reply.get("data", {}).get("clients", [])]
 
+    async def list_roles(self) -> list[str]:
+        (reply,) = await self.execute([{"command": "listRoles", "verbose": False}])
+        return [str(r) for r in reply.get("data", {}).get("roles", [])]
+
     # --- the token plugin ---
 
     async def revoke_tokens(self, revocations: Sequence[Revocation]) -> None:
         """Have the broker refuse these clients' tokens and close their connections;
         the plugin keeps the list across restarts until each entry's ``until``."""
-        for start in range(0, len(revocations), 500):  # bounded control messages
-            chunk = revocations[start : start + 500]
-            await self.execute([r.as_command() for r in chunk], topic=TOKEN_CONTROL_TOPIC)
+        for chunk in _by_size([r.as_command() for r in revocations], CONTROL_PAYLOAD_BUDGET):
+            await self.execute(chunk, topic=TOKEN_CONTROL_TOPIC)
 
     async def list_revocations(self) -> list[dict[str, Any]]:
         (reply,) = await self.execute([{"command": "listRevocations"}], topic=TOKEN_CONTROL_TOPIC)

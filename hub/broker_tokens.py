@@ -37,6 +37,8 @@ ALGORITHM = "ES256"
 # The plugin refuses longer passwords and longer acls (broker-config/plugin).
 MAX_TOKEN_BYTES = 4096
 MAX_ACL_RULES = 64
+# The plugin reads at most this many keys from the JWKS.
+MAX_KEYS = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,13 +118,19 @@ def write_atomically(path: Path, text: str, *, mode: int = 0o644) -> None:
 
 
 class KeyRing:
-    """The signing keys: the newest signs, older ones verify until they retire.
+    """The signing keys: the newest published one signs, older ones verify until
+    they retire.
 
     ``directory`` holds ``key-<UTC time>.pem`` files (one is generated on first use);
     ``key_file`` instead names one configured PEM file, shared by every api process.
-    A key retires ``max_token_lifetime`` after a newer one appears. Processes that
-    share the directory serialise their changes with a lock file and look at it again
-    every ``refresh_seconds``, so a rotation made by one reaches all of them.
+
+    A new key signs only ``activation_seconds`` after it appeared, and by then every
+    process that noticed it has written the JWKS (``jwks_file``), so the broker knows a
+    key before any token of it arrives. A key retires when a newer one becomes active,
+    and is deleted once every token it signed has expired (``max_token_lifetime``, plus
+    the time other processes may take to notice the newer key). Processes sharing the
+    directory serialise their changes with a lock file and look at it again every
+    ``refresh_seconds``.
     """
 
     def __init__(
@@ -130,15 +138,19 @@ class KeyRing:
         *,
         directory: Path | None = None,
         key_file: Path | None = None,
+        jwks_file: Path | None = None,
         max_token_lifetime: timedelta = timedelta(days=1),
         refresh_seconds: float = 60.0,
+        activation_seconds: float = 10.0,
     ) -> None:
         if (directory is None) == (key_file is None):
             raise ValueError("exactly one of directory and key_file is required")
         self._directory = directory
         self._key_file = key_file
-        self._max_lifetime = max_token_lifetime
+        self._jwks_file = jwks_file
+        self.max_token_lifetime = max_token_lifetime
         self._refresh = refresh_seconds
+        self._activation = timedelta(seconds=activation_seconds)
         self._keys: list[SigningKey] = []
         self._loaded_at = 0.0
         self.reload()
@@ -155,52 +167,88 @@ class KeyRing:
                 fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
     def reload(self) -> None:
-        """Read the keys again (generating the first one if there is none)."""
+        """Read the keys again (generating the first one if there is none), and write
+        the JWKS when the set of keys changed."""
         if self._key_file is not None:
-            self._keys = [SigningKey.from_pem(self._key_file.read_bytes())]
+            keys = [SigningKey.from_pem(self._key_file.read_bytes())]
+            changed = [k.kid for k in keys] != [k.kid for k in self._keys]
+            self._keys = keys
+            if changed and self._jwks_file is not None:
+                write_atomically(self._jwks_file, self._jwks_text())
         else:
             with self._locked() as directory:
                 keys = _load_directory(directory)
                 if not keys:
                     _generate(directory, datetime.now(UTC))
                     keys = _load_directory(directory)
+                changed = [k.kid for k in keys] != [k.kid for k in self._keys]
                 self._keys = keys
+                if changed and self._jwks_file is not None:
+                    write_atomically(self._jwks_file, self._jwks_text())
         self._loaded_at = time.monotonic()
+
+    def _fresh(self) -> list[SigningKey]:
+        if time.monotonic() - self._loaded_at > self._refresh:
+            self.reload()
+        return self._keys
 
     @property
     def active(self) -> SigningKey:
-        if time.monotonic() - self._loaded_at > self._refresh:
-            self.reload()
-        return self._keys[-1]
+        keys = self._fresh()
+        if self._key_file is not None:
+            return keys[-1]
+        now = datetime.now(UTC)
+        ready = [k for k in keys if _created(k) + self._activation <= now]
+        # The very first key signs at once: nothing has been published before it.
+        return ready[-1] if ready else keys[0]
 
     @property
     def keys(self) -> Sequence[SigningKey]:
-        return tuple(self._keys)
+        return tuple(self._fresh())
 
     def rotate(self, *, now: datetime | None = None) -> SigningKey:
-        """Generate a new signing key (directory mode only) and delete retired keys
-        whose tokens have all expired. Write the JWKS again afterwards."""
+        """Generate a new signing key (directory mode only), delete retired keys whose
+        tokens have all expired, and write the JWKS. The new key signs once
+        ``activation_seconds`` have passed."""
         if self._directory is None:
             raise ValueError("a configured key file is rotated by replacing the file")
         now = now or datetime.now(UTC)
+        # Tokens signed by a key until every process noticed its successor.
+        margin = self.max_token_lifetime + self._activation + timedelta(seconds=self._refresh)
         with self._locked() as directory:
-            _generate(directory, now)
             keys = _load_directory(directory)
             for older, newer in itertools.pairwise(keys):
-                if _created(newer) + self._max_lifetime < now:
+                if _created(newer) + margin < now:
                     (directory / f"key-{older.created}.pem").unlink(missing_ok=True)
+            if len(_load_directory(directory)) >= MAX_KEYS:
+                raise ValueError(
+                    f"{MAX_KEYS} keys are still in use (the broker reads at most that many); "
+                    "rotate again once the oldest have retired"
+                )
+            _generate(directory, now)
             self._keys = _load_directory(directory)
+            if self._jwks_file is not None:
+                write_atomically(self._jwks_file, self._jwks_text())
         self._loaded_at = time.monotonic()
         return self._keys[-1]
 
     def jwks(self) -> dict[str, Any]:
-        return {"keys": [k.public_jwk() for k in self._keys]}
+        # Newest first: a reader that keeps only the first keys keeps the signing ones.
+        return {"keys": [k.public_jwk() for k in reversed(self._fresh())]}
+
+    def _jwks_text(self) -> str:
+        return json.dumps({"keys": [k.public_jwk() for k in reversed(self._keys)]}, indent=2)
 
     def write_jwks(self, path: Path) -> None:
         """Publish the public keys (as the directory holds them now) where the
         broker's plugin reads them."""
-        self.reload()
-        write_atomically(path, json.dumps(self.jwks(), indent=2) + "\n")
+        if self._directory is None:
+            write_atomically(path, self._jwks_text() + "\n")
+            return
+        with self._locked() as directory:
+            self._keys = _load_directory(directory) or self._keys
+            write_atomically(path, self._jwks_text() + "\n")
+        self._loaded_at = time.monotonic()
 
 
 _CREATED_FORMAT = "%Y%m%dT%H%M%S%fZ"
@@ -269,9 +317,11 @@ class TokenSigner:
         if len(acl) > MAX_ACL_RULES:
             raise ValueError(f"at most {MAX_ACL_RULES} acl rules")
         now = now or datetime.now(UTC)
-        if expires_at <= now:
-            raise ValueError("the token would already be expired")
         iat = int(now.timestamp())
+        if int(expires_at.timestamp()) <= iat:
+            raise ValueError("the token would already be expired")
+        if expires_at - now > self._ring.max_token_lifetime:
+            raise ValueError("the token would outlive its signing key's retirement")
         jti = secrets.token_urlsafe(12)
         claims: dict[str, Any] = {
             "iss": self._issuer,

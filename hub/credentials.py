@@ -151,19 +151,36 @@ class CredentialIssuer(BackgroundService):
         )
 
         def record(session: Session) -> list[Revocation]:
-            session.add(
-                BrokerSession(
-                    client_id=client_id,
-                    username=username,
-                    tenant=tenant,
-                    user_id=user_id,
-                    kind=kind,
-                    jti=token.jti,
-                    created_at=now,
-                    expires_at=token.expires_at,
-                    ttl_seconds=int(lifetime.total_seconds()),
+            row = session.get(BrokerSession, client_id, with_for_update=True)
+            if row is None:
+                session.add(
+                    BrokerSession(
+                        client_id=client_id,
+                        username=username,
+                        tenant=tenant,
+                        user_id=user_id,
+                        kind=kind,
+                        jti=token.jti,
+                        created_at=now,
+                        expires_at=token.expires_at,
+                        ttl_seconds=int(lifetime.total_seconds()),
+                    )
                 )
-            )
+            else:
+                # A stable client id (a kiosk's, a partner's) issued again.
+                if (row.tenant, row.user_id, row.kind) != (tenant, user_id, kind):
+                    raise ValueError(f"client id {client_id!r} belongs to another identity")
+                if row.revoked_at is not None and row.expires_at > now:
+                    # The broker refuses this client id until its revocation runs out.
+                    raise SessionNotFoundError(client_id)
+                if row.revoked_at is not None or row.expires_at <= now:
+                    row.revoked_at = None
+                    row.created_at = now
+                    row.expires_at = token.expires_at
+                else:
+                    row.expires_at = max(row.expires_at, token.expires_at)
+                row.jti = token.jti
+                row.ttl_seconds = int(lifetime.total_seconds())
             if kind != "session":
                 return []
             live = session.scalars(

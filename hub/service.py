@@ -1,5 +1,5 @@
-"""The shape of every long-running part of the hub (relay, broker admin, credential
-reaper): an async context manager that owns one named background task."""
+"""The shape of every long-running part of the hub (relay, broker admin, revocation
+sync): an async context manager that owns one named background task."""
 
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 # Debian packages: Mosquitto 2.0 with its Dynamic Security plugin and mosquitto_ctrl,
 # and what the hub's token plugin (broker-config/plugin, C) builds with.
-debs=(mosquitto mosquitto-clients mosquitto-dev libcjson-dev libssl-dev uthash-dev gcc make)
+debs=(mosquitto mosquitto-clients mosquitto-dev libcjson-dev libssl-dev uthash-dev gcc libc6-dev make)
 missing=()
 for deb in "${debs[@]}"; do
   dpkg-query -W -f='${Status}' "$deb" 2>/dev/null | grep -q "install ok installed" || missing+=("$deb")

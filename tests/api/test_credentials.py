@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import secrets
 import signal
 import time
 import uuid
@@ -16,7 +17,7 @@ import httpx
 import jwt
 
 from tests.support.clinic import Clinic
-from tests.support.mqtt import WAIT, dynsec
+from tests.support.mqtt import WAIT, Probe, dynsec
 from tests.support.stack import Stack
 
 
@@ -237,3 +238,47 @@ def test_a_revoked_token_stays_refused_after_a_broker_restart(private_stack: Sta
     stack.broker.stop()
     stack.broker.start()
     assert stack.probe(creds).connect().is_failure
+
+
+def test_sessions_left_in_dynamic_security_by_the_old_design_are_removed(
+    private_stack: Stack,
+) -> None:
+    """A broker upgraded from per-session dynsec clients: the api deletes them (and
+    their roles) at start, since nothing would ever expire them."""
+    stack = private_stack
+    legacy, password = "s.t-up.u-1.0badc0de", secrets.token_urlsafe(16)
+    admin = stack.broker.admin_probe()
+    assert not admin.connect().is_failure
+    try:
+        admin.subscribe("$CONTROL/dynamic-security/v1/response")
+        acls = [
+            {"acltype": "subscribePattern", "topic": "tenants/t-up/#", "allow": True},
+            {"acltype": "publishClientReceive", "topic": "tenants/t-up/#", "allow": True},
+        ]
+        replies = dynsec(
+            admin,
+            {"command": "createRole", "rolename": "tenant.t-up", "acls": acls},
+            {"command": "createClient", "username": legacy, "password": password},
+            {"command": "addClientRole", "username": legacy, "rolename": "tenant.t-up"},
+        )
+        assert all("error" not in r for r in replies), replies
+    finally:
+        admin.close()
+    old = Probe(
+        client_id="t-up.u-1.0badc0de",
+        username=legacy,
+        password=password,
+        port=stack.broker.mqtt_port,
+    )
+    assert not old.connect().is_failure
+    stack.api.stop()
+    stack.api.start()  # its broker bootstrap removes them
+    assert old.wait_disconnect().is_failure
+    old.close()
+    again = Probe(
+        client_id="t-up.u-1.0badc0de",
+        username=legacy,
+        password=password,
+        port=stack.broker.mqtt_port,
+    )
+    assert again.connect().is_failure

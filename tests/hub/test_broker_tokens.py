@@ -24,22 +24,46 @@ def test_the_first_key_is_generated_once_and_shared(tmp_path: Path) -> None:
     assert oct(pem.stat().st_mode & 0o777) == "0o600"
 
 
-def test_rotation_signs_with_the_new_key_and_keeps_the_old_until_its_tokens_expire(
-    tmp_path: Path,
-) -> None:
-    ring = KeyRing(directory=tmp_path / "keys", max_token_lifetime=timedelta(hours=1))
+def test_a_new_key_is_published_before_it_signs(tmp_path: Path) -> None:
+    jwks = tmp_path / "broker" / "jwks.json"
+    ring = KeyRing(directory=tmp_path / "keys", jwks_file=jwks, activation_seconds=3600)
+    old = ring.active
+    new = ring.rotate()
+    # In the broker's file at once, newest first; signing waits for the activation.
+    assert [k["kid"] for k in json.loads(jwks.read_text())["keys"]] == [new.kid, old.kid]
+    assert ring.active.kid == old.kid
+    soon = KeyRing(directory=tmp_path / "keys", activation_seconds=0)
+    assert soon.active.kid == new.kid
+
+
+def test_rotation_keeps_the_old_key_until_its_tokens_expire(tmp_path: Path) -> None:
+    ring = KeyRing(
+        directory=tmp_path / "keys",
+        max_token_lifetime=timedelta(hours=1),
+        activation_seconds=0,
+    )
     old = ring.active
     now = datetime.now(UTC)
     new = ring.rotate(now=now)
     assert new.kid != old.kid
     assert ring.active.kid == new.kid
     assert {k["kid"] for k in ring.jwks()["keys"]} == {old.kid, new.kid}
-    # An hour after the new key appeared, every token of the old one has expired.
+    # Two hours after the new key appeared, every token of the old one has expired.
     newest = ring.rotate(now=now + timedelta(hours=2))
     assert {k.kid for k in ring.keys} == {new.kid, newest.kid}
     # Another process sees the rotation when it reloads.
     other = KeyRing(directory=tmp_path / "keys")
-    assert other.active.kid == newest.kid
+    assert [k.kid for k in other.keys] == [new.kid, newest.kid]
+
+
+def test_rotation_stops_at_the_number_of_keys_the_broker_reads(tmp_path: Path) -> None:
+    ring = KeyRing(directory=tmp_path / "keys")
+    now = datetime.now(UTC)
+    for i in range(15):
+        ring.rotate(now=now + timedelta(seconds=i + 1))
+    with pytest.raises(ValueError, match="16 keys"):
+        ring.rotate(now=now + timedelta(seconds=30))
+    assert len(ring.keys) == 16
 
 
 def test_the_jwks_file_holds_public_keys_only(tmp_path: Path) -> None:
@@ -109,3 +133,6 @@ def test_the_signer_refuses_acls_that_do_not_end_with_a_deny_or_are_too_long(
         signer.sign(acl=[*[AclRule("allow", "subscribe", "a")] * 64, DENY_ALL], **common)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="expired"):
         signer.sign(acl=[DENY_ALL], **{**common, "expires_at": datetime.now(UTC)})  # type: ignore[arg-type]
+    later = datetime.now(UTC) + timedelta(days=2)
+    with pytest.raises(ValueError, match="retirement"):
+        signer.sign(acl=[DENY_ALL], **{**common, "expires_at": later})  # type: ignore[arg-type]

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from hub.broker_admin import DynsecAdmin
+import pytest
+
+from hub.broker_admin import DynsecAdmin, Revocation
 from hub.broker_tokens import DENY_ALL, AclRule, KeyRing, TokenSigner
-from hub.credentials import CredentialIssuer, IssuedCredentials
+from hub.credentials import CredentialIssuer, IssuedCredentials, SessionNotFoundError
 from hub.db import make_engine, make_sessionmaker, utcnow
 from tests.support.mqtt import Probe
 from tests.support.stack import Stack
@@ -116,3 +118,45 @@ async def test_ended_sessions_are_forgotten_after_retention(private_stack: Stack
             assert await issuer.prune(timedelta(hours=-0.5)) == 1  # only the short one
     finally:
         engine.dispose()
+
+
+async def test_a_stable_client_id_is_issued_again_but_not_after_its_revocation(
+    stack: Stack,
+) -> None:
+    engine = make_engine(stack.db.url)
+    admin = _admin(stack)
+    acl = (AclRule("allow", "subscribe", "tenants/t-lib/kiosks/k-2/responses"), DENY_ALL)
+    try:
+        async with admin:
+            await admin.wait_connected(10)
+            issuer = CredentialIssuer(
+                admin=admin, signer=_signer(stack), sessions=make_sessionmaker(engine)
+            )
+            far = utcnow() + timedelta(days=1)
+            common = {"tenant": "t-lib", "not_after": far, "kind": "kiosk", "acl": acl}
+            first = await issuer.issue(user_id="k-2", client_id="t-lib.kiosk.k-2", **common)  # type: ignore[arg-type]
+            again = await issuer.issue(user_id="k-2", client_id="t-lib.kiosk.k-2", **common)  # type: ignore[arg-type]
+            assert again.client_id == first.client_id
+            assert again.jti != first.jti
+            with pytest.raises(ValueError, match="another identity"):
+                await issuer.issue(user_id="k-3", client_id="t-lib.kiosk.k-2", **common)  # type: ignore[arg-type]
+            await issuer.revoke_client_ids("t-lib", ["t-lib.kiosk.k-2"])
+            with pytest.raises(SessionNotFoundError):
+                await issuer.issue(user_id="k-2", client_id="t-lib.kiosk.k-2", **common)  # type: ignore[arg-type]
+    finally:
+        engine.dispose()
+
+
+async def test_a_thousand_revocations_reach_the_broker_in_bounded_messages(
+    private_stack: Stack,
+) -> None:
+    """A re-send after a broker restart carries every live revocation; the plugin
+    refuses control messages over 64 KiB, so they go in several."""
+    admin = _admin(private_stack)
+    until = int((utcnow() + timedelta(hours=1)).timestamp())
+    revocations = [Revocation(f"tenant-{i % 7}.user-{i:05d}.{i:08x}", until) for i in range(1000)]
+    async with admin:
+        await admin.wait_connected(10)
+        await admin.revoke_tokens(revocations)
+        listed = {r["clientid"] for r in await admin.list_revocations()}
+    assert {r.client_id for r in revocations} <= listed
