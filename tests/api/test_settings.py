@@ -80,3 +80,11 @@ async def test_development_sign_in_refuses_callers_from_other_machines(tmp_path:
         r = await client.post("/dev/token", json=body)
     assert r.status_code == 200
     assert r.json()["token"].count(".") == 2
+
+
+@pytest.mark.parametrize("name", ["broker_admin_password", "broker_service_password"])
+def test_a_broker_password_shaped_like_a_token_is_refused(name: str) -> None:
+    # The broker's token plugin would take it for a token and never let it log in.
+    with pytest.raises(ValidationError, match=r"shape a\.b\.c"):
+        Settings(**{name: "clinic.broker.Secret2024"})  # type: ignore[arg-type]
+    assert Settings(**{name: "clinic-broker-Secret2024"})  # type: ignore[arg-type]
