@@ -1,0 +1,47 @@
+/* The token clients that are connected now, by client id: their claims and acl, and
+ * the connection they belong to. Pure: the connection is an opaque pointer. */
+#ifndef HUB_AUTH_CLIENTS_H
+#define HUB_AUTH_CLIENTS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <uthash.h>
+
+#include "token.h"
+
+struct client_entry {
+	UT_hash_handle hh;
+	const void *connection; /* the broker's struct mosquitto */
+	struct client_entry *next_kick; /* while being kicked */
+	bool kick; /* queued by a revocation */
+	struct token_claims claims; /* claims.clientid is the key */
+};
+
+struct client_table {
+	struct client_entry *table;
+	size_t kicks_queued;
+};
+
+/* Stores the claims for this connection, replacing any entry for the same client id;
+ * takes ownership of claims->acl (also on failure). false when out of memory. */
+bool clients_put(struct client_table *t, const void *connection, struct token_claims *claims);
+
+struct client_entry *clients_find(const struct client_table *t, const char *clientid);
+
+/* Removes the entry of this client id only if it belongs to this connection. */
+void clients_remove_connection(struct client_table *t, const char *clientid, const void *connection);
+
+/* Queues a kick of the entry with this client id, or with this jti (either may be
+ * NULL). Returns how many were queued. */
+size_t clients_queue_kick(struct client_table *t, const char *clientid, const char *jti);
+
+/* Takes out of the table every entry queued for a kick or whose exp <= now, and
+ * returns them as a list (next_kick); free each with clients_entry_free after use. */
+struct client_entry *clients_take_due(struct client_table *t, int64_t now, bool check_expiry);
+
+void clients_entry_free(struct client_entry *entry);
+
+void clients_free(struct client_table *t);
+
+#endif

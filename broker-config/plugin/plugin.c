@@ -1,0 +1,502 @@
+/* hub-auth: Mosquitto 2.0 plugin (API v5) that accepts the api's signed broker
+ * credentials beside Dynamic Security. This file holds the options, the registration
+ * and the broker callbacks; the checks live in token.c, acl.c, keys.c and revoke.c. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "broker_compat.h"
+#include "clients.h"
+#include "hublog.h"
+#include "json_util.h"
+#include "keys.h"
+#include "revoke.h"
+#include "token.h"
+
+#define CONTROL_TOPIC "$CONTROL/hub-auth/v1"
+#define CONTROL_RESPONSE_TOPIC "$CONTROL/hub-auth/v1/response"
+#define CONTROL_MAX_PAYLOAD (64 * 1024)
+#define PRUNE_INTERVAL_S 60
+#define LEEWAY_MAX_S 300
+
+/* Built with -fvisibility=hidden: only the plugin entry points are exported. */
+#define EXPORT __attribute__((visibility("default")))
+
+struct hub_auth {
+	mosquitto_plugin_id_t *id;
+	char *keys_file;
+	char *revocations_file;
+	char *issuer;
+	char *audience;
+	int64_t leeway;
+
+	struct keyset *keys;
+	struct stat keys_stat; /* of the file last read (or tried) */
+	bool keys_stat_known;
+
+	struct client_table clients;
+	struct revoke_list revocations;
+
+	time_t last_second; /* of the last TICK that looked at expiries */
+	time_t last_prune;
+	/* Between a RELOAD and the next TICK, Mosquitto re-checks every known client's
+	 * credentials, offline sessions included: verify, but create no entries. */
+	bool reauth;
+};
+
+void hub_log(enum hub_log_level level, const char *fmt, ...)
+{
+	static const int levels[] = {
+		[HUB_LOG_ERR] = MOSQ_LOG_ERR,
+		[HUB_LOG_WARNING] = MOSQ_LOG_WARNING,
+		[HUB_LOG_NOTICE] = MOSQ_LOG_NOTICE,
+		[HUB_LOG_INFO] = MOSQ_LOG_INFO,
+		[HUB_LOG_DEBUG] = MOSQ_LOG_DEBUG,
+	};
+	char line[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	mosquitto_log_printf(levels[level], "%s", line);
+}
+
+/* ---- keys ---- */
+
+static bool same_file(const struct stat *a, const struct stat *b)
+{
+	return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_size == b->st_size
+		&& a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
+}
+
+/* Reads the keys file when it changed (or always, if forced); a failed read keeps the
+ * keys we have. */
+static void reload_keys(struct hub_auth *st, bool force)
+{
+	struct stat now_stat;
+	struct keyset *fresh;
+
+	if(stat(st->keys_file, &now_stat) != 0){
+		if(st->keys_stat_known || force){
+			hub_log(HUB_LOG_WARNING, "hub-auth: keys file %s: %s; keeping %zu key(s)",
+					st->keys_file, strerror(errno), st->keys ? st->keys->count : 0);
+		}
+		st->keys_stat_known = false;
+		return;
+	}
+	if(!force && st->keys_stat_known && same_file(&now_stat, &st->keys_stat)) return;
+	st->keys_stat = now_stat;
+	st->keys_stat_known = true;
+	fresh = keys_load_file(st->keys_file);
+	if(fresh == NULL){
+		hub_log(HUB_LOG_ERR, "hub-auth: keys file %s not loaded; keeping %zu key(s)",
+				st->keys_file, st->keys ? st->keys->count : 0);
+		return;
+	}
+	keys_free(st->keys);
+	st->keys = fresh;
+	hub_log(HUB_LOG_NOTICE, "hub-auth: loaded %zu key(s) from %s", fresh->count, st->keys_file);
+}
+
+/* ---- callbacks ---- */
+
+static int on_basic_auth(int event, void *event_data, void *userdata)
+{
+	struct mosquitto_evt_basic_auth *ed = event_data;
+	struct hub_auth *st = userdata;
+	struct token_claims claims;
+	struct token_expect expect;
+	struct client_entry *entry;
+	const char *clientid, *why = NULL;
+	enum token_shape shape;
+
+	(void)event;
+	if(ed->password == NULL) return MOSQ_ERR_PLUGIN_DEFER;
+	shape = token_shape(ed->password);
+	if(shape == TOKEN_NOT_JWS) return MOSQ_ERR_PLUGIN_DEFER;
+
+	/* From here on the password is a token: this plugin decides alone. */
+	clientid = mosquitto_client_id(ed->client);
+	if(shape == TOKEN_TOO_LONG){
+		hub_log(HUB_LOG_NOTICE, "hub-auth: refused %s: token over %d bytes",
+				clientid ? clientid : "?", TOKEN_MAX_LEN);
+		return MOSQ_ERR_AUTH;
+	}
+	expect = (struct token_expect){
+		.issuer = st->issuer,
+		.audience = st->audience,
+		.username = ed->username,
+		.clientid = clientid,
+		.now = (int64_t)time(NULL),
+		.leeway = st->leeway,
+	};
+	if(!token_verify(ed->password, st->keys, &expect, &claims, &why)){
+		hub_log(HUB_LOG_NOTICE, "hub-auth: refused %s: %s", clientid ? clientid : "?", why);
+		return MOSQ_ERR_AUTH;
+	}
+	if(revoke_matches(&st->revocations, claims.clientid, claims.jti, expect.now)){
+		hub_log(HUB_LOG_NOTICE, "hub-auth: refused %s: revoked", claims.clientid);
+		free(claims.acl);
+		return MOSQ_ERR_AUTH;
+	}
+	if(st->reauth){
+		entry = clients_find(&st->clients, claims.clientid);
+		if(entry == NULL || entry->connection != ed->client){
+			free(claims.acl);
+			return MOSQ_ERR_SUCCESS;
+		}
+	}
+	if(!clients_put(&st->clients, ed->client, &claims)){
+		hub_log(HUB_LOG_ERR, "hub-auth: refused %s: out of memory", clientid);
+		return MOSQ_ERR_AUTH;
+	}
+	return MOSQ_ERR_SUCCESS;
+}
+
+/* The hot path: once per subscriber for every delivery. No allocation. */
+static int on_acl_check(int event, void *event_data, void *userdata)
+{
+	struct mosquitto_evt_acl_check *ed = event_data;
+	struct hub_auth *st = userdata;
+	const char *clientid = mosquitto_client_id(ed->client);
+	const struct client_entry *entry;
+	enum acl_access access;
+
+	(void)event;
+	if(clientid == NULL) return MOSQ_ERR_PLUGIN_DEFER;
+	entry = clients_find(&st->clients, clientid);
+	/* Not a token client of ours (Dynamic Security's, or another connection that
+	 * uses the same client id): not ours to judge. */
+	if(entry == NULL || entry->connection != ed->client) return MOSQ_ERR_PLUGIN_DEFER;
+
+	switch(ed->access){
+		case MOSQ_ACL_UNSUBSCRIBE:
+			return MOSQ_ERR_SUCCESS;
+		case MOSQ_ACL_SUBSCRIBE:
+			access = ACL_ACCESS_SUBSCRIBE;
+			break;
+		case MOSQ_ACL_WRITE:
+			access = ACL_ACCESS_PUBLISH;
+			break;
+		case MOSQ_ACL_READ:
+			access = ACL_ACCESS_RECEIVE;
+			break;
+		default:
+			return MOSQ_ERR_ACL_DENIED;
+	}
+	if(entry->kick || (int64_t)time(NULL) >= entry->claims.exp) return MOSQ_ERR_ACL_DENIED;
+	return acl_allows(entry->claims.acl, access, ed->topic) ? MOSQ_ERR_SUCCESS : MOSQ_ERR_ACL_DENIED;
+}
+
+static int on_disconnect(int event, void *event_data, void *userdata)
+{
+	struct mosquitto_evt_disconnect *ed = event_data;
+	struct hub_auth *st = userdata;
+	const char *clientid = mosquitto_client_id(ed->client);
+
+	(void)event;
+	if(clientid) clients_remove_connection(&st->clients, clientid, ed->client);
+	return MOSQ_ERR_SUCCESS;
+}
+
+/* Runs once per pass of the broker's main loop. Work is done once a second (expiries,
+ * keys file, pruning) or when a revocation queued a kick. */
+static int on_tick(int event, void *event_data, void *userdata)
+{
+	struct hub_auth *st = userdata;
+	time_t now = time(NULL);
+	bool new_second = now != st->last_second;
+	struct client_entry *due;
+
+	(void)event;
+	(void)event_data;
+	st->reauth = false;
+	if(!new_second && st->clients.kicks_queued == 0) return MOSQ_ERR_SUCCESS;
+	if(new_second){
+		st->last_second = now;
+		reload_keys(st, false);
+		if(now - st->last_prune >= PRUNE_INTERVAL_S){
+			revoke_prune(&st->revocations, (int64_t)now);
+			st->last_prune = now;
+		}
+	}
+	/* Out of the table first: the kick's own DISCONNECT event then finds nothing. */
+	due = clients_take_due(&st->clients, (int64_t)now, new_second);
+	while(due){
+		struct client_entry *next = due->next_kick;
+		hub_log(HUB_LOG_NOTICE, "hub-auth: disconnecting %s: %s", due->claims.clientid,
+				due->kick ? "revoked" : "token expired");
+		mosquitto_kick_client_by_clientid(due->claims.clientid, false);
+		clients_entry_free(due);
+		due = next;
+	}
+	return MOSQ_ERR_SUCCESS;
+}
+
+static int on_reload(int event, void *event_data, void *userdata)
+{
+	struct hub_auth *st = userdata;
+
+	(void)event;
+	(void)event_data;
+	reload_keys(st, true);
+	st->reauth = true;
+	/* Not SUCCESS: that would stop the broker from asking the other plugins. */
+	return MOSQ_ERR_PLUGIN_DEFER;
+}
+
+/* ---- $CONTROL/hub-auth/v1 ---- */
+
+static cJSON *answer(cJSON *responses, const char *command, const cJSON *request, const char *error)
+{
+	cJSON *item = cJSON_CreateObject();
+	const char *correlation = request ? json_string(request, "correlationData") : NULL;
+
+	if(item == NULL || !cJSON_AddItemToArray(responses, item)) {
+		cJSON_Delete(item);
+		return NULL;
+	}
+	cJSON_AddStringToObject(item, "command", command);
+	if(error) cJSON_AddStringToObject(item, "error", error);
+	if(correlation) cJSON_AddStringToObject(item, "correlationData", correlation);
+	return item;
+}
+
+static const char *revoke_command(struct hub_auth *st, const cJSON *request, int64_t now)
+{
+	const char *clientid = json_string(request, "clientid");
+	const char *jti = json_string(request, "jti");
+	const cJSON *until = cJSON_GetObjectItemCaseSensitive(request, "until");
+	const char *error;
+
+	if((clientid == NULL) == (jti == NULL)) return "Give exactly one of clientid and jti.";
+	if(!cJSON_IsNumber(until) || !(until->valuedouble >= 1 && until->valuedouble <= 1e11)){
+		return "until must be unix seconds.";
+	}
+	error = revoke_add(&st->revocations, clientid ? REVOKE_CLIENTID : REVOKE_JTI,
+			clientid ? clientid : jti, (int64_t)until->valuedouble, now);
+	if(error) return error;
+	clients_queue_kick(&st->clients, clientid, jti);
+	hub_log(HUB_LOG_NOTICE, "hub-auth: revoked %s %s until %lld", clientid ? "clientid" : "jti",
+			clientid ? clientid : jti, (long long)until->valuedouble);
+	return NULL;
+}
+
+static void handle_commands(struct hub_auth *st, const cJSON *commands, cJSON *responses)
+{
+	int64_t now = (int64_t)time(NULL);
+	const cJSON *request;
+	cJSON *saved_ok[CONTROL_MAX_PAYLOAD / 16];
+	size_t revoked = 0;
+
+	cJSON_ArrayForEach(request, commands){
+		const char *command = json_string(request, "command");
+		if(command == NULL){
+			answer(responses, "unknown", request, "Missing command.");
+		}else if(strcmp(command, "revoke") == 0){
+			const char *error = revoke_command(st, request, now);
+			cJSON *item = answer(responses, "revoke", request, error);
+			if(error == NULL && item && revoked < sizeof(saved_ok) / sizeof(saved_ok[0])){
+				saved_ok[revoked++] = item;
+			}
+		}else if(strcmp(command, "listRevocations") == 0){
+			cJSON *item = answer(responses, "listRevocations", request, NULL);
+			cJSON *list = revoke_to_json(&st->revocations, now);
+			if(item == NULL || list == NULL || !cJSON_AddItemToObject(item, "revocations", list)){
+				cJSON_Delete(list);
+				if(item) cJSON_AddStringToObject(item, "error", "Out of memory.");
+			}
+		}else{
+			answer(responses, command, request, "Unknown command.");
+		}
+	}
+	if(revoked > 0 && !revoke_save(&st->revocations, st->revocations_file, now)){
+		/* Applied (and the connection closed), but it would not survive a restart. */
+		for(size_t i = 0; i < revoked; i++){
+			cJSON_AddStringToObject(saved_ok[i], "error", "Applied, but not saved to disk.");
+		}
+	}
+}
+
+static int on_control(int event, void *event_data, void *userdata)
+{
+	struct mosquitto_evt_control *ed = event_data;
+	struct hub_auth *st = userdata;
+	cJSON *doc = NULL, *reply = cJSON_CreateObject();
+	cJSON *responses = cJSON_AddArrayToObject(reply, "responses");
+	const cJSON *commands;
+	char *text;
+
+	(void)event;
+	if(reply == NULL || responses == NULL){
+		cJSON_Delete(reply);
+		return MOSQ_ERR_NOMEM;
+	}
+	if(ed->payloadlen > CONTROL_MAX_PAYLOAD){
+		answer(responses, "unknown", NULL, "Payload too large.");
+	}else{
+		doc = cJSON_ParseWithLength(ed->payload, ed->payloadlen);
+		commands = cJSON_GetObjectItemCaseSensitive(doc, "commands");
+		if(cJSON_IsArray(commands)){
+			handle_commands(st, commands, responses);
+		}else{
+			answer(responses, "unknown", NULL, "Payload is not {\"commands\": [...]}.");
+		}
+	}
+	text = cJSON_PrintUnformatted(reply);
+	if(text){
+		mosquitto_broker_publish_copy(NULL, CONTROL_RESPONSE_TOPIC, (int)strlen(text), text, 0, false, NULL);
+	}
+	free(text);
+	cJSON_Delete(reply);
+	cJSON_Delete(doc);
+	return MOSQ_ERR_SUCCESS;
+}
+
+/* ---- life cycle ---- */
+
+static int set_string(char **slot, const char *value)
+{
+	free(*slot);
+	*slot = strdup(value);
+	return *slot ? MOSQ_ERR_SUCCESS : MOSQ_ERR_NOMEM;
+}
+
+static int read_options(struct hub_auth *st, const struct mosquitto_opt *options, int count)
+{
+	int rc = MOSQ_ERR_SUCCESS;
+
+	st->leeway = 5;
+	for(int i = 0; i < count && rc == MOSQ_ERR_SUCCESS; i++){
+		const char *key = options[i].key, *value = options[i].value;
+		if(strcasecmp(key, "keys_file") == 0){
+			rc = set_string(&st->keys_file, value);
+		}else if(strcasecmp(key, "revocations_file") == 0){
+			rc = set_string(&st->revocations_file, value);
+		}else if(strcasecmp(key, "issuer") == 0){
+			rc = set_string(&st->issuer, value);
+		}else if(strcasecmp(key, "audience") == 0){
+			rc = set_string(&st->audience, value);
+		}else if(strcasecmp(key, "leeway") == 0){
+			char *end;
+			long v;
+			errno = 0;
+			v = strtol(value, &end, 10);
+			if(errno || end == value || *end != '\0' || v < 0 || v > LEEWAY_MAX_S){
+				hub_log(HUB_LOG_ERR, "hub-auth: plugin_opt_leeway must be 0..%d seconds", LEEWAY_MAX_S);
+				return MOSQ_ERR_INVAL;
+			}
+			st->leeway = v;
+		}else{
+			hub_log(HUB_LOG_WARNING, "hub-auth: unknown option plugin_opt_%s ignored", key);
+		}
+	}
+	if(rc == MOSQ_ERR_SUCCESS && st->audience == NULL) rc = set_string(&st->audience, "mqtt");
+	if(rc != MOSQ_ERR_SUCCESS) return rc;
+	if(st->keys_file == NULL || st->revocations_file == NULL || st->issuer == NULL
+			|| st->issuer[0] == '\0'){
+		hub_log(HUB_LOG_ERR, "hub-auth: plugin_opt_keys_file, plugin_opt_revocations_file and "
+				"plugin_opt_issuer are required");
+		return MOSQ_ERR_INVAL;
+	}
+	return MOSQ_ERR_SUCCESS;
+}
+
+static void free_state(struct hub_auth *st)
+{
+	clients_free(&st->clients);
+	revoke_free(&st->revocations);
+	keys_free(st->keys);
+	free(st->keys_file);
+	free(st->revocations_file);
+	free(st->issuer);
+	free(st->audience);
+	free(st);
+}
+
+static const struct {
+	int event;
+	MOSQ_FUNC_generic_callback cb;
+	const char *data;
+} callbacks[] = {
+	{MOSQ_EVT_BASIC_AUTH, on_basic_auth, NULL},
+	{MOSQ_EVT_ACL_CHECK, on_acl_check, NULL},
+	{MOSQ_EVT_DISCONNECT, on_disconnect, NULL},
+	{MOSQ_EVT_TICK, on_tick, NULL},
+	{MOSQ_EVT_RELOAD, on_reload, NULL},
+	{MOSQ_EVT_CONTROL, on_control, CONTROL_TOPIC},
+};
+#define CALLBACK_COUNT (sizeof(callbacks) / sizeof(callbacks[0]))
+
+static void unregister(struct hub_auth *st, size_t count)
+{
+	for(size_t i = 0; i < count; i++){
+		mosquitto_callback_unregister(st->id, callbacks[i].event, callbacks[i].cb, callbacks[i].data);
+	}
+}
+
+EXPORT int mosquitto_plugin_version(int supported_version_count, const int *supported_versions)
+{
+	for(int i = 0; i < supported_version_count; i++){
+		if(supported_versions[i] == 5) return 5;
+	}
+	return -1;
+}
+
+EXPORT int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
+		struct mosquitto_opt *options, int option_count)
+{
+	struct hub_auth *st = calloc(1, sizeof(*st));
+	time_t now = time(NULL);
+	int rc;
+
+	if(st == NULL) return MOSQ_ERR_NOMEM;
+	st->id = identifier;
+	rc = read_options(st, options, option_count);
+	if(rc != MOSQ_ERR_SUCCESS){
+		free_state(st);
+		return rc;
+	}
+	/* A revocation must survive restarts: a file we cannot read stops the broker
+	 * rather than forgetting what was revoked. */
+	if(!revoke_load(&st->revocations, st->revocations_file, (int64_t)now)){
+		hub_log(HUB_LOG_ERR, "hub-auth: refusing to start; fix or remove %s", st->revocations_file);
+		free_state(st);
+		return MOSQ_ERR_INVAL;
+	}
+	reload_keys(st, true);
+	st->last_second = now;
+	st->last_prune = now;
+	for(size_t i = 0; i < CALLBACK_COUNT; i++){
+		rc = mosquitto_callback_register(identifier, callbacks[i].event, callbacks[i].cb,
+				callbacks[i].data, st);
+		if(rc != MOSQ_ERR_SUCCESS){
+			hub_log(HUB_LOG_ERR, "hub-auth: cannot register callback for event %d", callbacks[i].event);
+			unregister(st, i);
+			free_state(st);
+			return rc;
+		}
+	}
+	*userdata = st;
+	hub_log(HUB_LOG_NOTICE, "hub-auth: issuer %s, audience %s, leeway %llds, %zu revocation(s)",
+			st->issuer, st->audience, (long long)st->leeway, st->revocations.count);
+	return MOSQ_ERR_SUCCESS;
+}
+
+EXPORT int mosquitto_plugin_cleanup(void *userdata, struct mosquitto_opt *options, int option_count)
+{
+	struct hub_auth *st = userdata;
+
+	(void)options;
+	(void)option_count;
+	if(st == NULL) return MOSQ_ERR_SUCCESS;
+	unregister(st, CALLBACK_COUNT);
+	free_state(st);
+	return MOSQ_ERR_SUCCESS;
+}

@@ -1,0 +1,61 @@
+/* Revoked client ids and token ids, each until a moment after which it may be
+ * forgotten; persisted as JSON. Pure: no broker headers. */
+#ifndef HUB_AUTH_REVOKE_H
+#define HUB_AUTH_REVOKE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cjson/cJSON.h>
+#include <uthash.h>
+
+#define REVOKE_MAX_ENTRIES 100000
+#define REVOKE_MAX_VALUE 128
+#define REVOKE_FILE_MAX (32 * 1024 * 1024)
+
+enum revoke_kind {
+	REVOKE_CLIENTID = 'c',
+	REVOKE_JTI = 'j',
+};
+
+struct revocation {
+	UT_hash_handle hh;
+	int64_t until;
+	char key[]; /* kind letter then the value, NUL-terminated */
+};
+
+struct revoke_list {
+	struct revocation *table;
+	size_t count;
+};
+
+/* Records a revocation (repeating one keeps the later until). NULL on success, else a
+ * reason for the caller's answer. */
+const char *revoke_add(struct revoke_list *list, enum revoke_kind kind, const char *value,
+		int64_t until, int64_t now);
+
+/* Whether the client id or the token id is revoked at `now`. */
+bool revoke_matches(const struct revoke_list *list, const char *clientid, const char *jti,
+		int64_t now);
+
+/* Forgets entries whose until has passed; returns how many. */
+size_t revoke_prune(struct revoke_list *list, int64_t now);
+
+/* [{"clientid"|"jti": ..., "until": ...}, ...] of the entries live at `now`. */
+cJSON *revoke_to_json(const struct revoke_list *list, int64_t now);
+
+/* Loads {"revocations": [...]} into an empty list; entries already past are dropped.
+ * false (the list left empty) on anything malformed. */
+bool revoke_parse(struct revoke_list *list, const char *json, size_t len, int64_t now);
+
+/* A missing file is an empty list (true); an unreadable or malformed one is false. */
+bool revoke_load(struct revoke_list *list, const char *path, int64_t now);
+
+/* Writes the live entries atomically: temp file in the same folder, fsync, rename,
+ * fsync of the folder. false (logged) on failure; the file is then unchanged. */
+bool revoke_save(struct revoke_list *list, const char *path, int64_t now);
+
+void revoke_free(struct revoke_list *list);
+
+#endif
