@@ -55,8 +55,8 @@ from typing import Any
 
 from api.migrate import upgrade
 from hub.broker_admin import Acl, DynsecAdmin, Role
-from hub.broker_tokens import KeyRing, TokenSigner
-from hub.credentials import BrokerSession, CredentialIssuer
+from hub.broker_tokens import KeyRing, TokenSigner, session_acl
+from hub.credentials import BrokerSession, CredentialIssuer, username_for
 from hub.db import make_engine, make_sessionmaker, utcnow
 from hub.mosquitto import (
     ADMIN_USERNAME,
@@ -107,6 +107,56 @@ def free_ports(count: int) -> list[int]:
         for s in socks:
             s.bind((HOST, 0))
         return [int(s.getsockname()[1]) for s in socks]
+
+
+def machine_busy_seconds() -> float:
+    """CPU time every core of the machine spent busy (not idle or waiting), /proc/stat."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle, iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu_seconds(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return math.nan
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def self_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+@dataclass
+class CpuMeter:
+    """CPU seconds used by the broker, this process (the api's part), the storm's
+    clients, the probe's two processes, and everything else on the machine."""
+
+    broker: int
+    clients: list[int]
+    probe: list[int]
+    start: dict[str, float] = field(default_factory=dict)
+
+    def sample(self) -> dict[str, float]:
+        return {
+            "machine": machine_busy_seconds(),
+            "broker": process_cpu_seconds(self.broker),
+            "api": self_cpu_seconds(),
+            "clients": sum(process_cpu_seconds(p) for p in self.clients),
+            "probe": sum(process_cpu_seconds(p) for p in self.probe),
+        }
+
+    def begin(self) -> None:
+        self.start = self.sample()
+
+    def used(self) -> dict[str, float]:
+        end = self.sample()
+        used = {k: end[k] - self.start[k] for k in end}
+        ours = used["broker"] + used["api"] + used["clients"] + used["probe"]
+        used["others"] = used.pop("machine") - ours
+        return used
 
 
 def raise_fd_limit() -> int:
@@ -217,6 +267,7 @@ class Hub:
     def __init__(
         self, broker: BenchBroker, issuer: CredentialIssuer, admin: DynsecAdmin, sessions: Any
     ):
+        self.signer = TokenSigner(broker.keys, issuer=DEFAULT_TOKEN_ISSUER)
         self.broker = broker
         self.issuer = issuer
         self.admin = admin
@@ -263,8 +314,28 @@ class Hub:
         )
         return Creds(client_id, username, password, tenant)
 
+    async def sign_only(self, tenant: str, user_id: str) -> Creds:
+        """A token as the issuer makes it, without its database row: what the broker
+        side costs when the api's issuance is taken out."""
+        client_id = f"{tenant}.{user_id}.{secrets.token_hex(4)}"
+        username = username_for("session", client_id)
+        token = self.signer.sign(
+            kind="session",
+            tenant=tenant,
+            sub=user_id,
+            client_id=client_id,
+            username=username,
+            expires_at=datetime.now(UTC) + TTL,
+            acl=session_acl(tenant, user_id),
+        )
+        return Creds(client_id, username, token.token, tenant)
+
     def issue(self, kind: str) -> Callable[[str, str], Awaitable[Creds]]:
-        return self.issue_token if kind == "tokens" else self.issue_dynsec
+        return {
+            "tokens": self.issue_token,
+            "sign-only": self.sign_only,
+            "dynsec": self.issue_dynsec,
+        }[kind]
 
 
 @contextlib.asynccontextmanager
@@ -335,6 +406,10 @@ class Worker:
             limit=1 << 26,
         )
         return cls(proc, name)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
 
     def send(self, obj: dict[str, Any]) -> None:
         assert self.proc.stdin is not None
@@ -459,6 +534,10 @@ class StormResult:
     rss_before_kb: int = 0
     rss_after_kb: int = 0
     broker_cpu_s: float = math.nan
+    cpu: dict[str, float] = field(default_factory=dict)
+    wall_s: float = math.nan
+    samples: list[tuple[float, float]] = field(default_factory=list)
+    marks: dict[str, float] = field(default_factory=dict)
     idle: Latency = field(default_factory=Latency)
     storm: Latency = field(default_factory=Latency)
     after: Latency = field(default_factory=Latency)
@@ -505,7 +584,7 @@ def _table(header: Sequence[tuple[str, int]], rows: Sequence[Sequence[str]]) -> 
 def format_report(report: Report) -> str:
     out: list[str] = []
     storm_header = (
-        ("design", 6),
+        ("design", 9),
         ("sessions", 8),
         ("failed", 6),
         ("total_s", 7),
@@ -540,7 +619,7 @@ def format_report(report: Report) -> str:
         )
     out += ["## storm: issue, connect and subscribe", _table(storm_header, rows), ""]
     lat_header = (
-        ("design", 6),
+        ("design", 9),
         ("sessions", 8),
         ("window", 9),
         ("msgs", 6),
@@ -556,6 +635,31 @@ def format_report(report: Report) -> str:
                 (s.design, str(s.connected), name, str(n), _num(p50, 2), _num(p99, 2), _num(mx, 2))
             )
     out += ["## probe subscriber: delivery latency", _table(lat_header, rows), ""]
+    cpu_header = (
+        ("design", 9),
+        ("sessions", 8),
+        ("wall_s", 7),
+        ("capacity", 8),
+        ("broker", 7),
+        ("api", 7),
+        ("clients", 7),
+        ("probe", 7),
+        ("others", 7),
+    )
+    rows = []
+    for s in report.storms:
+        if not s.cpu:
+            continue
+        rows.append(
+            (
+                s.design,
+                str(s.connected),
+                _num(s.wall_s),
+                _num(s.wall_s * (os.cpu_count() or 1)),
+                *(_num(s.cpu[k]) for k in ("broker", "api", "clients", "probe", "others")),
+            )
+        )
+    out += ["## CPU seconds during the storm", _table(cpu_header, rows), ""]
     fan_header = (
         ("design", 14),
         ("subscribers", 11),
@@ -596,6 +700,9 @@ def format_report(report: Report) -> str:
 
 
 LEGEND = """\
+# designs: tokens = CredentialIssuer (ES256 token + SQLite row) and the token plugin;
+#   sign-only = the same tokens signed without the database row (the broker side
+#   alone); dynsec = the old design, a dynsec client per session, no token plugin
 # storm: sessions connected and subscribed (* = cut short by the deadline); failed =
 #   connects or subscribes refused or timed out; total_s from the first issuance to the
 #   last SUBACK; issue_s/issue_per_s/issue_p50/p99 (ms) issuance, concurrent;
@@ -604,6 +711,10 @@ LEGEND = """\
 # probe: QoS 1 deliveries to an already connected token (or dynsec) subscriber of
 #   another tenant, send time in the payload; idle = before the storm, storm = during
 #   it, connected = after it with every session still connected
+# CPU: seconds of CPU time from the storm's start until its last session subscribed;
+#   capacity = wall time x cores; api = this process (issuer, SQLite, dynsec admin);
+#   clients = the storm's client processes; probe = probe subscriber and publisher;
+#   others = the rest of the machine (other jobs)
 # fan-out: deliveries/s from the first publish to the last delivery; brk_us = broker
 #   CPU per delivery; tokens/dynsec on one broker with the plugin, dynsec-only on a
 #   broker without it"""
@@ -629,6 +740,8 @@ class Options:
     fan_workers: int
     deadline_s: float
     before_deadline_s: float
+    dump: Path | None = None
+    sign_only: bool = True
 
 
 class Bench:
@@ -648,7 +761,7 @@ class Bench:
         stop_at = time.monotonic() + min(
             self.remaining(), o.before_deadline_s if kind == "dynsec" else math.inf
         )
-        async with hub(self.root, name, plugin=kind == "tokens") as h:
+        async with hub(self.root, name, plugin=kind != "dynsec") as h:
             issue = h.issue(kind)
             probe_creds = await issue(PROBE_TENANT, "probe-1")
             async with (
@@ -665,6 +778,8 @@ class Bench:
                 await asyncio.sleep(o.window_s)
                 result.rss_before_kb = h.broker.rss_kb()
                 cpu0 = h.broker.cpu_seconds()
+                meter = CpuMeter(h.broker.pid, [w.pid for w in storm_ws], [probe.pid, pub.pid])
+                meter.begin()
                 progress(f"{name}: storm of {n} sessions, {o.concurrency} connecting at once")
                 t0 = time.monotonic()
                 await self._issue_and_connect(h, kind, n, storm_ws, result, stop_at)
@@ -674,6 +789,8 @@ class Bench:
                 ]
                 t_end = max([r["t_last"] for r in reports] + [t0])
                 result.broker_cpu_s = h.broker.cpu_seconds() - cpu0
+                result.cpu = meter.used()
+                result.wall_s = time.monotonic() - t0
                 result.total_s = t_end - t0
                 for r in reports:
                     result.connected += int(r["ok"])
@@ -690,6 +807,8 @@ class Bench:
                 stopped = await pub.ask("stop", "stopped")
                 samples = (await probe.ask("latencies", "latencies"))["samples"]
                 result.probe_lost = int(stopped["sent"]) - len(samples)
+                result.samples = [(float(a) - t0, float(b)) for a, b in samples]
+                result.marks = {"idle": t_idle - t0, "end": t_end - t0, "after": t_after - t0}
                 for sent, lat in samples:
                     if sent < t_idle:
                         continue
@@ -827,11 +946,14 @@ class Bench:
 
     async def run(self, report: Report) -> None:
         await self.storm("tokens", self.opts.sessions, report)
+        if self.opts.sign_only:
+            await self.storm("sign-only", self.opts.sessions, report)
         for n in self.opts.before:
             if self.remaining() <= 0:
                 raise DeadlineReachedError(f"deadline reached before the dynsec storm of {n}")
             await self.storm("dynsec", n, report)
-        await self.fanout(report)
+        if self.opts.fan_repeats:
+            await self.fanout(report)
 
 
 # --- command line ---
@@ -880,7 +1002,7 @@ def parse_args(argv: Sequence[str] | None) -> Options:
     p.add_argument("--window", type=float, default=5.0, help="seconds before/after a storm (5)")
     p.add_argument("--fan-subscribers", type=int, default=200)
     p.add_argument("--fan-messages", type=int, default=1000)
-    p.add_argument("--fan-repeats", type=int, default=3)
+    p.add_argument("--fan-repeats", type=int, default=3, help="runs per design; 0 skips (3)")
     p.add_argument("--fan-workers", type=int, default=2, help="client processes per design (2)")
     p.add_argument("--deadline", type=float, default=1500.0, help="overall budget, s (1500)")
     p.add_argument(
@@ -888,6 +1010,17 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         type=float,
         default=300.0,
         help="budget of each dynsec storm, s (300): it slows down as it grows",
+    )
+    p.add_argument(
+        "--no-sign-only",
+        action="store_true",
+        help="skip the storm whose tokens are signed without the issuer's database work",
+    )
+    p.add_argument(
+        "--dump",
+        type=Path,
+        default=None,
+        help="write the probe's latencies (seconds from the storm's start, ms) as JSON",
     )
     p.add_argument(
         "--quick",
@@ -916,10 +1049,12 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         window_s=ns.window,
         fan_subscribers=ns.fan_subscribers,
         fan_messages=ns.fan_messages,
-        fan_repeats=max(1, ns.fan_repeats),
+        fan_repeats=max(0, ns.fan_repeats),
         fan_workers=max(1, ns.fan_workers),
         deadline_s=ns.deadline,
         before_deadline_s=ns.before_deadline,
+        dump=ns.dump,
+        sign_only=not ns.no_sign_only,
     )
 
 
@@ -960,6 +1095,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         except Exception as exc:
             print(f"failed: {exc!r}", file=sys.stderr)
             status = 1
+    if opts.dump is not None:
+        dump = [
+            {"design": s.design, "sessions": s.connected, "marks": s.marks, "samples": s.samples}
+            for s in report.storms
+        ]
+        opts.dump.write_text(json.dumps(dump), encoding="utf-8")
     if status == 0 and any(s.failed for s in report.storms):
         status = 2
     load = ", ".join(f"{v:.1f}" for v in os.getloadavg())

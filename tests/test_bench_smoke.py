@@ -37,12 +37,12 @@ def _run(args: list[str], timeout: float) -> str:
 
 def test_sessions_quick_run_prints_every_table_with_no_failures() -> None:
     out = _run(["bench.sessions", "--quick", "--deadline", "90"], timeout=150)
-    for design in ("tokens", "dynsec"):
+    for design in ("tokens", "sign-only", "dynsec"):
         # design, sessions (all 300, none missing), failed 0, then timings.
-        storm = rf"^{design}\s+300\s+0\s+{NUM}\s+{NUM}\s+{NUM}(\s+{NUM}){{6}}\s+-?{NUM}$"
+        storm = rf"^\s*{design}\s+300\s+0\s+{NUM}\s+{NUM}\s+{NUM}(\s+{NUM}){{6}}\s+-?{NUM}$"
         assert re.search(storm, out, re.MULTILINE), f"no storm row for {design}:\n{out}"
         for window in ("idle", "storm", "connected"):
-            row = rf"^{design}\s+300\s+{window}\s+[1-9]\d*\s+{NUM}\s+{NUM}\s+{NUM}$"
+            row = rf"^\s*{design}\s+300\s+{window}\s+[1-9]\d*\s+{NUM}\s+{NUM}\s+{NUM}$"
             assert re.search(row, out, re.MULTILINE), f"no {window} latency of {design}:\n{out}"
     for design in ("tokens", "dynsec", "dynsec-only"):
         # design, subscribers, messages, runs, then rates, CPU, and 0 lost.
