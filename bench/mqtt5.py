@@ -191,7 +191,10 @@ class Connection:
             "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: mqtt\r\n\r\n"
         )
         self.writer.write(request.encode())
-        head = await self.reader.readuntil(b"\r\n\r\n")
+        try:
+            head = await self.reader.readuntil(b"\r\n\r\n")
+        except asyncio.IncompleteReadError as exc:
+            raise MqttError("connection closed during the websocket upgrade") from exc
         lines = head.decode("latin-1").split("\r\n")
         if " 101 " not in lines[0] + " ":
             raise MqttError(f"websocket upgrade refused: {lines[0]!r}")
@@ -380,5 +383,5 @@ class Connection:
                         return
                 if acks:
                     self.send(bytes(acks))
-        except (MqttError, OSError):
+        except (MqttError, OSError, ValueError):
             return
