@@ -160,7 +160,7 @@ static int on_basic_auth(int event, void *event_data, void *userdata)
 		return MOSQ_ERR_SUCCESS;
 	}
 	if(!clients_put(&st->clients, ed->client, &claims)){
-		hub_log(HUB_LOG_ERR, "hub-auth: refused %s: out of memory", clientid);
+		hub_log(HUB_LOG_ERR, "hub-auth: refused %s: out of memory", clientid ? clientid : "?");
 		return MOSQ_ERR_AUTH;
 	}
 	return MOSQ_ERR_SUCCESS;
