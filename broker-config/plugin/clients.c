@@ -44,14 +44,20 @@ static void remove_entry(struct client_table *t, struct client_entry *entry)
 	if(entry->kick) t->kicks_queued--;
 }
 
-void clients_remove_connection(struct client_table *t, const char *clientid, const void *connection)
+void clients_mark_offline(struct client_table *t, const char *clientid, const void *connection)
 {
 	struct client_entry *entry = clients_find(t, clientid);
 
-	if(entry && entry->connection == connection){
-		remove_entry(t, entry);
-		clients_entry_free(entry);
-	}
+	if(entry && entry->connection == connection) entry->offline = true;
+}
+
+void clients_remove(struct client_table *t, const char *clientid, const void *connection)
+{
+	struct client_entry *entry = clients_find(t, clientid);
+
+	if(entry == NULL || (connection && entry->connection != connection)) return;
+	remove_entry(t, entry);
+	clients_entry_free(entry);
 }
 
 static void queue(struct client_table *t, struct client_entry *entry)

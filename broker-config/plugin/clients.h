@@ -1,5 +1,8 @@
-/* The token clients that are connected now, by client id: their claims and acl, and
- * the connection they belong to. Pure: the connection is an opaque pointer. */
+/* The token clients, by client id: their claims and acl, and the connection (the
+ * broker's client context) they belong to. After a disconnect the entry stays, marked
+ * offline, until the token expires: Mosquitto keeps the same context for a persistent
+ * session, and queues messages for it only if its acl allows them. Pure: the
+ * connection is an opaque pointer, compared, never dereferenced. */
 #ifndef HUB_AUTH_CLIENTS_H
 #define HUB_AUTH_CLIENTS_H
 
@@ -15,6 +18,7 @@ struct client_entry {
 	const void *connection; /* the broker's struct mosquitto */
 	struct client_entry *next_kick; /* while being kicked */
 	bool kick; /* queued by a revocation */
+	bool offline; /* disconnected; its session may live on */
 	struct token_claims claims; /* claims.clientid is the key */
 };
 
@@ -29,15 +33,20 @@ bool clients_put(struct client_table *t, const void *connection, struct token_cl
 
 struct client_entry *clients_find(const struct client_table *t, const char *clientid);
 
-/* Removes the entry of this client id only if it belongs to this connection. */
-void clients_remove_connection(struct client_table *t, const char *clientid, const void *connection);
+/* Marks the entry of this client id offline, only if it belongs to this connection. */
+void clients_mark_offline(struct client_table *t, const char *clientid, const void *connection);
+
+/* Removes the entry of this client id if it belongs to this connection (any, when
+ * connection is NULL). */
+void clients_remove(struct client_table *t, const char *clientid, const void *connection);
 
 /* Queues a kick of the entry with this client id, or with this jti (either may be
  * NULL). Returns how many were queued. */
 size_t clients_queue_kick(struct client_table *t, const char *clientid, const char *jti);
 
 /* Takes out of the table every entry queued for a kick or whose exp <= now, and
- * returns them as a list (next_kick); free each with clients_entry_free after use. */
+ * returns them as a list (next_kick); free each with clients_entry_free after use.
+ * Only the entries that are not offline have a connection to close. */
 struct client_entry *clients_take_due(struct client_table *t, int64_t now, bool check_expiry);
 
 void clients_entry_free(struct client_entry *entry);

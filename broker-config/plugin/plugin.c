@@ -112,17 +112,21 @@ static int on_basic_auth(int event, void *event_data, void *userdata)
 	struct hub_auth *st = userdata;
 	struct token_claims claims;
 	struct token_expect expect;
-	struct client_entry *entry;
 	const char *clientid, *why = NULL;
 	enum token_shape shape;
 
 	(void)event;
-	if(ed->password == NULL) return MOSQ_ERR_PLUGIN_DEFER;
-	shape = token_shape(ed->password);
-	if(shape == TOKEN_NOT_JWS) return MOSQ_ERR_PLUGIN_DEFER;
+	clientid = mosquitto_client_id(ed->client);
+	shape = ed->password ? token_shape(ed->password) : TOKEN_NOT_JWS;
+	if(shape == TOKEN_NOT_JWS){
+		/* Another plugin's to judge, and it may well refuse: a token client's entry for
+		 * this client id stays as it is (its offline session keeps queueing what its acl
+		 * allows). Should the login succeed, the new connection does not match the
+		 * entry anyway: not its context, or (a reused address) not its username. */
+		return MOSQ_ERR_PLUGIN_DEFER;
+	}
 
 	/* From here on the password is a token: this plugin decides alone. */
-	clientid = mosquitto_client_id(ed->client);
 	if(shape == TOKEN_TOO_LONG){
 		hub_log(HUB_LOG_NOTICE, "hub-auth: refused %s: token over %d bytes",
 				clientid ? clientid : "?", TOKEN_MAX_LEN);
@@ -137,34 +141,39 @@ static int on_basic_auth(int event, void *event_data, void *userdata)
 		.leeway = st->leeway,
 	};
 	if(!token_verify(ed->password, st->keys, &expect, &claims, &why)){
-		hub_log(HUB_LOG_NOTICE, "hub-auth: refused %s: %s", clientid ? clientid : "?", why);
-		return MOSQ_ERR_AUTH;
-	}
-	if(revoke_matches(&st->revocations, claims.clientid, claims.jti, expect.now)){
-		hub_log(HUB_LOG_NOTICE, "hub-auth: refused %s: revoked", claims.clientid);
+		why = why ? why : "invalid";
+	}else if(revoke_matches(&st->revocations, claims.clientid, claims.jti, expect.now)){
+		why = "revoked";
 		free(claims.acl);
+	}
+	if(why){
+		hub_log(HUB_LOG_NOTICE, "hub-auth: refused %s: %s", clientid ? clientid : "?", why);
+		/* A re-check after a reload that fails: the connection is closed; its session
+		 * gets nothing more. */
+		if(st->reauth && clientid) clients_remove(&st->clients, clientid, ed->client);
 		return MOSQ_ERR_AUTH;
 	}
 	if(st->reauth){
-		entry = clients_find(&st->clients, claims.clientid);
-		if(entry == NULL || entry->connection != ed->client){
-			free(claims.acl);
-			return MOSQ_ERR_SUCCESS;
-		}
+		/* Mosquitto re-checks every known context, offline sessions included: the
+		 * entries stay as they are. */
+		free(claims.acl);
+		return MOSQ_ERR_SUCCESS;
 	}
 	if(!clients_put(&st->clients, ed->client, &claims)){
-		hub_log(HUB_LOG_ERR, "hub-auth: refused %s: out of memory", clientid);
+		hub_log(HUB_LOG_ERR, "hub-auth: refused %s: out of memory", clientid ? clientid : "?");
 		return MOSQ_ERR_AUTH;
 	}
 	return MOSQ_ERR_SUCCESS;
 }
 
-/* The hot path: once per subscriber for every delivery. No allocation. */
+/* The hot path: once per subscriber for every delivery, also to offline persistent
+ * sessions (whether to queue). No allocation. */
 static int on_acl_check(int event, void *event_data, void *userdata)
 {
 	struct mosquitto_evt_acl_check *ed = event_data;
 	struct hub_auth *st = userdata;
 	const char *clientid = mosquitto_client_id(ed->client);
+	const char *username;
 	const struct client_entry *entry;
 	enum acl_access access;
 
@@ -172,8 +181,15 @@ static int on_acl_check(int event, void *event_data, void *userdata)
 	if(clientid == NULL) return MOSQ_ERR_PLUGIN_DEFER;
 	entry = clients_find(&st->clients, clientid);
 	/* Not a token client of ours (Dynamic Security's, or another connection that
-	 * uses the same client id): not ours to judge. */
+	 * uses the same client id): not ours to judge. The context is the one the token
+	 * logged in on (an offline persistent session keeps it, and its username), unless
+	 * that one was freed and its address reused by a later connection on the same
+	 * client id whose login this plugin never saw (Dynamic Security loaded first):
+	 * that one's username is not the token's (token usernames hold a ':', the hub's
+	 * accounts do not). */
 	if(entry == NULL || entry->connection != ed->client) return MOSQ_ERR_PLUGIN_DEFER;
+	username = mosquitto_client_username(ed->client);
+	if(username == NULL || strcmp(username, entry->claims.username) != 0) return MOSQ_ERR_PLUGIN_DEFER;
 
 	switch(ed->access){
 		case MOSQ_ACL_UNSUBSCRIBE:
@@ -201,7 +217,7 @@ static int on_disconnect(int event, void *event_data, void *userdata)
 	const char *clientid = mosquitto_client_id(ed->client);
 
 	(void)event;
-	if(clientid) clients_remove_connection(&st->clients, clientid, ed->client);
+	if(clientid) clients_mark_offline(&st->clients, clientid, ed->client);
 	return MOSQ_ERR_SUCCESS;
 }
 
@@ -230,9 +246,11 @@ static int on_tick(int event, void *event_data, void *userdata)
 	due = clients_take_due(&st->clients, (int64_t)now, new_second);
 	while(due){
 		struct client_entry *next = due->next_kick;
-		hub_log(HUB_LOG_NOTICE, "hub-auth: disconnecting %s: %s", due->claims.clientid,
-				due->kick ? "revoked" : "token expired");
-		mosquitto_kick_client_by_clientid(due->claims.clientid, false);
+		if(!due->offline){
+			hub_log(HUB_LOG_NOTICE, "hub-auth: disconnecting %s: %s", due->claims.clientid,
+					due->kick ? "revoked" : "token expired");
+			mosquitto_kick_client_by_clientid(due->claims.clientid, false);
+		}
 		clients_entry_free(due);
 		due = next;
 	}
@@ -292,8 +310,8 @@ static void handle_commands(struct hub_auth *st, const cJSON *commands, cJSON *r
 {
 	int64_t now = (int64_t)time(NULL);
 	const cJSON *request;
-	cJSON *saved_ok[CONTROL_MAX_PAYLOAD / 16];
-	size_t revoked = 0;
+	cJSON *item;
+	bool revoked = false;
 
 	cJSON_ArrayForEach(request, commands){
 		const char *command = json_string(request, "command");
@@ -301,25 +319,25 @@ static void handle_commands(struct hub_auth *st, const cJSON *commands, cJSON *r
 			answer(responses, "unknown", request, "Missing command.");
 		}else if(strcmp(command, "revoke") == 0){
 			const char *error = revoke_command(st, request, now);
-			cJSON *item = answer(responses, "revoke", request, error);
-			if(error == NULL && item && revoked < sizeof(saved_ok) / sizeof(saved_ok[0])){
-				saved_ok[revoked++] = item;
-			}
+			answer(responses, "revoke", request, error);
+			revoked = revoked || error == NULL;
 		}else if(strcmp(command, "listRevocations") == 0){
-			cJSON *item = answer(responses, "listRevocations", request, NULL);
 			cJSON *list = revoke_to_json(&st->revocations, now);
-			if(item == NULL || list == NULL || !cJSON_AddItemToObject(item, "revocations", list)){
+			item = answer(responses, "listRevocations", request, list ? NULL : "Out of memory.");
+			if(list && (item == NULL || !cJSON_AddItemToObject(item, "revocations", list))){
 				cJSON_Delete(list);
-				if(item) cJSON_AddStringToObject(item, "error", "Out of memory.");
 			}
 		}else{
 			answer(responses, command, request, "Unknown command.");
 		}
 	}
-	if(revoked > 0 && !revoke_save(&st->revocations, st->revocations_file, now)){
+	if(revoked && !revoke_save(&st->revocations, st->revocations_file, now)){
 		/* Applied (and the connection closed), but it would not survive a restart. */
-		for(size_t i = 0; i < revoked; i++){
-			cJSON_AddStringToObject(saved_ok[i], "error", "Applied, but not saved to disk.");
+		cJSON_ArrayForEach(item, responses){
+			const char *command = json_string(item, "command");
+			if(command && strcmp(command, "revoke") == 0 && !cJSON_HasObjectItem(item, "error")){
+				cJSON_AddStringToObject(item, "error", "Applied, but not saved to disk.");
+			}
 		}
 	}
 }
