@@ -1,4 +1,4 @@
-"""Smoke tests of the benchmarks: `python -m bench.credentials --quick` and
+"""Smoke tests of the benchmarks: `python -m bench.sessions --quick` and
 `python -m bench.relay_ha` (three events, SQLite) run against a real broker and
 database, exit 0 and print their rows of figures. No timing thresholds: the figures
 depend on the machine."""
@@ -12,9 +12,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-QUICK_LEVELS = (100, 500)
-# level, issued, then the issuance figures (p50, p95, max, per second): numbers.
-ROW = r"^\s*{level}\s+(\d+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s"
+NUM = r"[\d.]+"
 
 
 def _run(args: list[str], timeout: float) -> str:
@@ -37,12 +35,20 @@ def _run(args: list[str], timeout: float) -> str:
     return out
 
 
-def test_quick_run_prints_a_row_per_level() -> None:
-    out = _run(["bench.credentials", "--quick", "--deadline", "50"], timeout=90)
-    for level in QUICK_LEVELS:
-        match = re.search(ROW.format(level=level), out, re.MULTILINE)
-        assert match is not None, f"no row for {level} live sessions:\n{out}"
-        assert int(match.group(1)) > 0, match.group(0)
+def test_sessions_quick_run_prints_every_table_with_no_failures() -> None:
+    out = _run(["bench.sessions", "--quick", "--deadline", "90"], timeout=150)
+    for design in ("tokens", "sign-only", "dynsec"):
+        # design, sessions (all 300, none missing), failed 0, then timings.
+        storm = rf"^\s*{design}\s+300\s+0\s+{NUM}\s+{NUM}\s+{NUM}(\s+{NUM}){{6}}\s+-?{NUM}$"
+        assert re.search(storm, out, re.MULTILINE), f"no storm row for {design}:\n{out}"
+        for window in ("idle", "storm", "connected"):
+            row = rf"^\s*{design}\s+300\s+{window}\s+[1-9]\d*\s+{NUM}\s+{NUM}\s+{NUM}$"
+            assert re.search(row, out, re.MULTILINE), f"no {window} latency of {design}:\n{out}"
+    for design in ("tokens", "dynsec", "dynsec-only"):
+        # design, subscribers, messages, runs, then rates, CPU, and 0 lost.
+        fan = rf"^\s*{design}\s+50\s+200\s+3\s+{NUM}\s+{NUM}\s+{NUM}\s+{NUM}\s+0$"
+        assert re.search(fan, out, re.MULTILINE), f"no fan-out row for {design}:\n{out}"
+    assert re.search(rf"^tokens/dynsec deliveries per second: {NUM}$", out, re.MULTILINE), out
 
 
 def test_relay_ha_run_prints_its_tables() -> None:

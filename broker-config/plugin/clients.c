@@ -51,13 +51,11 @@ void clients_mark_offline(struct client_table *t, const char *clientid, const vo
 	if(entry && entry->connection == connection) entry->offline = true;
 }
 
-void clients_remove(struct client_table *t, const char *clientid, const void *connection,
-		bool offline_only)
+void clients_remove(struct client_table *t, const char *clientid, const void *connection)
 {
 	struct client_entry *entry = clients_find(t, clientid);
 
 	if(entry == NULL || (connection && entry->connection != connection)) return;
-	if(offline_only && !entry->offline) return;
 	remove_entry(t, entry);
 	clients_entry_free(entry);
 }

@@ -37,9 +37,8 @@ struct client_entry *clients_find(const struct client_table *t, const char *clie
 void clients_mark_offline(struct client_table *t, const char *clientid, const void *connection);
 
 /* Removes the entry of this client id if it belongs to this connection (any, when
- * connection is NULL) and, when offline_only, if it is offline. */
-void clients_remove(struct client_table *t, const char *clientid, const void *connection,
-		bool offline_only);
+ * connection is NULL). */
+void clients_remove(struct client_table *t, const char *clientid, const void *connection);
 
 /* Queues a kick of the entry with this client id, or with this jti (either may be
  * NULL). Returns how many were queued. */

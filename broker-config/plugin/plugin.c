@@ -119,10 +119,10 @@ static int on_basic_auth(int event, void *event_data, void *userdata)
 	clientid = mosquitto_client_id(ed->client);
 	shape = ed->password ? token_shape(ed->password) : TOKEN_NOT_JWS;
 	if(shape == TOKEN_NOT_JWS){
-		/* Another plugin's login for this client id would take over a token client's
-		 * offline session: that session's entry must not outlive it. (A live entry
-		 * stays: a failed login changes nothing for the connected client.) */
-		if(clientid && !st->reauth) clients_remove(&st->clients, clientid, NULL, true);
+		/* Another plugin's to judge, and it may well refuse: a token client's entry for
+		 * this client id stays as it is (its offline session keeps queueing what its acl
+		 * allows). Should the login succeed, the new connection does not match the
+		 * entry anyway: not its context, or (a reused address) not its username. */
 		return MOSQ_ERR_PLUGIN_DEFER;
 	}
 
@@ -150,7 +150,7 @@ static int on_basic_auth(int event, void *event_data, void *userdata)
 		hub_log(HUB_LOG_NOTICE, "hub-auth: refused %s: %s", clientid ? clientid : "?", why);
 		/* A re-check after a reload that fails: the connection is closed; its session
 		 * gets nothing more. */
-		if(st->reauth && clientid) clients_remove(&st->clients, clientid, ed->client, false);
+		if(st->reauth && clientid) clients_remove(&st->clients, clientid, ed->client);
 		return MOSQ_ERR_AUTH;
 	}
 	if(st->reauth){
@@ -160,7 +160,7 @@ static int on_basic_auth(int event, void *event_data, void *userdata)
 		return MOSQ_ERR_SUCCESS;
 	}
 	if(!clients_put(&st->clients, ed->client, &claims)){
-		hub_log(HUB_LOG_ERR, "hub-auth: refused %s: out of memory", clientid);
+		hub_log(HUB_LOG_ERR, "hub-auth: refused %s: out of memory", clientid ? clientid : "?");
 		return MOSQ_ERR_AUTH;
 	}
 	return MOSQ_ERR_SUCCESS;
@@ -173,6 +173,7 @@ static int on_acl_check(int event, void *event_data, void *userdata)
 	struct mosquitto_evt_acl_check *ed = event_data;
 	struct hub_auth *st = userdata;
 	const char *clientid = mosquitto_client_id(ed->client);
+	const char *username;
 	const struct client_entry *entry;
 	enum acl_access access;
 
@@ -180,8 +181,15 @@ static int on_acl_check(int event, void *event_data, void *userdata)
 	if(clientid == NULL) return MOSQ_ERR_PLUGIN_DEFER;
 	entry = clients_find(&st->clients, clientid);
 	/* Not a token client of ours (Dynamic Security's, or another connection that
-	 * uses the same client id): not ours to judge. */
+	 * uses the same client id): not ours to judge. The context is the one the token
+	 * logged in on (an offline persistent session keeps it, and its username), unless
+	 * that one was freed and its address reused by a later connection on the same
+	 * client id whose login this plugin never saw (Dynamic Security loaded first):
+	 * that one's username is not the token's (token usernames hold a ':', the hub's
+	 * accounts do not). */
 	if(entry == NULL || entry->connection != ed->client) return MOSQ_ERR_PLUGIN_DEFER;
+	username = mosquitto_client_username(ed->client);
+	if(username == NULL || strcmp(username, entry->claims.username) != 0) return MOSQ_ERR_PLUGIN_DEFER;
 
 	switch(ed->access){
 		case MOSQ_ACL_UNSUBSCRIBE:

@@ -15,6 +15,7 @@ import jwt
 import pytest
 
 from tests.broker.hubauth import (
+    PUBLISHER,
     HubBroker,
     SigningKey,
     Token,
@@ -290,3 +291,107 @@ def test_a_one_megabyte_password_is_never_accepted(broker: HubBroker) -> None:
             pass
     # Either nothing, or a CONNACK whose reason code is a failure.
     assert reply == b"" or (reply[0] == 0x20 and reply[3] >= 0x80)
+
+
+# ---- who owns a token client's id ----
+
+
+def _own_account(broker: HubBroker, client_id: str, **kw: Any) -> Probe:
+    """The hub's publisher account (Dynamic Security: publish on tenants/#, nothing
+    else) logging in on a given client id."""
+    return Probe(
+        client_id=client_id,
+        username=PUBLISHER,
+        password=broker.publisher_password,
+        port=broker.mqtt_port,
+        **kw,
+    )
+
+
+def test_a_dynsec_account_on_a_gone_token_clients_id_gets_its_own_rights(
+    broker: HubBroker,
+) -> None:
+    """The token client disconnects (clean session: its context is freed, while its
+    entry waits for exp); the next connection on that client id is a Dynamic Security
+    account, whose context often reuses the freed one's address (measured on 2.0.11:
+    from the fourth round on, every round). In dynsec-first order hub-auth never sees
+    that login. The account has its own rights (publish only), never the token's
+    (subscribe only)."""
+    for _ in range(8):
+        tenant = unique_tenant()
+        token = broker.token(tenant=tenant)
+        gone = broker.probe(token)
+        assert not gone.connect().is_failure
+        assert gone.subscribe(f"tenants/{tenant}/patients/#").value == GRANTED_QOS1
+        gone.close()
+        time.sleep(0.3)  # the broker frees the context on a later loop pass
+        account = _own_account(broker, token.clientid)
+        assert not account.connect().is_failure
+        try:
+            assert account.subscribe(f"tenants/{tenant}/patients/#").value == NOT_AUTHORIZED
+            assert not account.publish(event_topic(tenant, "p-1"), b"{}").is_failure
+        finally:
+            account.close()
+        time.sleep(0.2)
+
+
+def test_a_non_token_login_on_a_token_client_id_cannot_inherit_the_tokens_rights(
+    broker: HubBroker, publisher: Probe
+) -> None:
+    """The account takes over the token client's persistent session (and its
+    subscription), but what it may subscribe to and receive is Dynamic Security's say."""
+    tenant = unique_tenant()
+    token = broker.token(tenant=tenant)
+    owner = broker.probe(token, clean_start=False, session_expiry=300)
+    assert not owner.connect().is_failure
+    assert owner.subscribe(f"tenants/{tenant}/patients/#").value == GRANTED_QOS1
+    owner.close()
+    account = _own_account(broker, token.clientid, clean_start=False, session_expiry=0)
+    assert not account.connect().is_failure
+    try:
+        assert account.session_present
+        assert account.subscribe(f"tenants/{tenant}/patients/#").value == NOT_AUTHORIZED
+        topic = event_topic(tenant, "p-1")
+        assert not publisher.publish(topic, b"{}").is_failure
+        with pytest.raises(TimeoutError):
+            account.wait_for(lambda m: m.topic == topic, timeout=1.5)
+    finally:
+        account.close()
+
+
+@pytest.mark.parametrize("attempt", ["wrong account password", "unknown account", "bad token"])
+def test_a_failed_login_on_a_token_client_id_keeps_its_offline_session(
+    broker: HubBroker, publisher: Probe, attempt: str
+) -> None:
+    """Anyone may try a client id; a refused login must not cost the token client's
+    offline session what its acl lets it queue."""
+    tenant = unique_tenant()
+    token = broker.token(tenant=tenant)
+    owner = broker.probe(token, clean_start=False, session_expiry=300)
+    assert not owner.connect().is_failure
+    assert owner.subscribe(f"tenants/{tenant}/patients/#").value == GRANTED_QOS1
+    owner.close()
+
+    if attempt == "bad token":
+        forged = broker.sign(token.claims, SigningKey("k1"))
+        intruder = broker.probe(token, password=forged, clean_start=False, session_expiry=300)
+    else:
+        username = PUBLISHER if attempt == "wrong account password" else "nobody"
+        intruder = Probe(
+            client_id=token.clientid,
+            username=username,
+            password="not-the-password",
+            port=broker.mqtt_port,
+            clean_start=False,
+        )
+    assert intruder.connect().value == NOT_AUTHORIZED
+
+    topic = event_topic(tenant, "p-1")
+    assert not publisher.publish(topic, b"queued").is_failure
+    back = broker.probe(token, clean_start=False, session_expiry=300)
+    assert not back.connect().is_failure
+    try:
+        assert back.session_present
+        assert back.wait_for(lambda m: m.topic == topic).payload == b"queued"
+    finally:
+        back.close()
