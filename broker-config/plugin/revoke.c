@@ -29,31 +29,48 @@ static struct revocation *find(const struct revoke_list *list, enum revoke_kind 
 	return found;
 }
 
-const char *revoke_add(struct revoke_list *list, enum revoke_kind kind, const char *value,
+enum revoke_outcome revoke_add(struct revoke_list *list, enum revoke_kind kind, const char *value,
 		int64_t until, int64_t now)
 {
 	size_t len = strnlen(value, REVOKE_MAX_VALUE + 1);
 	struct revocation *entry;
 
-	if(len == 0 || len > REVOKE_MAX_VALUE) return "value must be 1..128 bytes";
-	if(until <= 0 || until > REVOKE_MAX_TIME) return "until is not a plausible time";
+	if(len == 0 || len > REVOKE_MAX_VALUE) return REVOKE_INVALID;
+	if(until <= 0 || until > REVOKE_MAX_TIME) return REVOKE_INVALID;
 	entry = find(list, kind, value);
 	if(entry){
-		if(until > entry->until) entry->until = until;
-		return NULL;
+		if(until <= entry->until) return REVOKE_UNCHANGED;
+		entry->until = until;
+		return REVOKE_CHANGED;
 	}
-	if(until <= now) return NULL; /* already over: nothing to remember */
+	if(until <= now) return REVOKE_UNCHANGED; /* already over: nothing to remember */
 	if(list->count >= REVOKE_MAX_ENTRIES) revoke_prune(list, now);
-	if(list->count >= REVOKE_MAX_ENTRIES) return "revocation list is full";
+	if(list->count >= REVOKE_MAX_ENTRIES) return REVOKE_FULL;
 	entry = malloc(sizeof(*entry) + len + 2);
-	if(entry == NULL) return "out of memory";
+	if(entry == NULL) return REVOKE_NO_MEMORY;
 	memset(entry, 0, sizeof(*entry));
 	entry->until = until;
 	entry->key[0] = (char)kind;
 	memcpy(entry->key + 1, value, len + 1);
 	HASH_ADD_STR(list->table, key, entry);
 	list->count++;
-	return NULL;
+	return REVOKE_CHANGED;
+}
+
+const char *revoke_outcome_error(enum revoke_outcome outcome)
+{
+	switch(outcome){
+		case REVOKE_CHANGED:
+		case REVOKE_UNCHANGED:
+			return NULL;
+		case REVOKE_INVALID:
+			return "clientid or jti must be 1..128 bytes and until a plausible time";
+		case REVOKE_FULL:
+			return "revocation list is full";
+		case REVOKE_NO_MEMORY:
+			return "out of memory";
+	}
+	return "unknown outcome";
 }
 
 bool revoke_matches(const struct revoke_list *list, const char *clientid, const char *jti,
@@ -118,8 +135,8 @@ bool revoke_parse(struct revoke_list *list, const char *json, size_t len, int64_
 		const cJSON *until = cJSON_GetObjectItemCaseSensitive(item, "until");
 		if((clientid == NULL) == (jti == NULL) || !cJSON_IsNumber(until)
 				|| !(until->valuedouble >= 0 && until->valuedouble <= (double)REVOKE_MAX_TIME)
-				|| revoke_add(list, clientid ? REVOKE_CLIENTID : REVOKE_JTI, clientid ? clientid : jti,
-					(int64_t)until->valuedouble, now) != NULL){
+				|| revoke_outcome_error(revoke_add(list, clientid ? REVOKE_CLIENTID : REVOKE_JTI,
+					clientid ? clientid : jti, (int64_t)until->valuedouble, now)) != NULL){
 			ok = false;
 			break;
 		}

@@ -30,10 +30,21 @@ struct revoke_list {
 	size_t count;
 };
 
-/* Records a revocation (repeating one keeps the later until). NULL on success, else a
- * reason for the caller's answer. */
-const char *revoke_add(struct revoke_list *list, enum revoke_kind kind, const char *value,
+enum revoke_outcome {
+	REVOKE_CHANGED,   /* a new entry, or an entry's until raised */
+	REVOKE_UNCHANGED, /* already recorded as much (or until already over): nothing to save */
+	REVOKE_INVALID,   /* value not 1..REVOKE_MAX_VALUE bytes, or until not a plausible time */
+	REVOKE_FULL,      /* REVOKE_MAX_ENTRIES live entries: not recorded */
+	REVOKE_NO_MEMORY, /* not recorded */
+};
+
+/* Records a revocation (repeating one keeps the later until) and says whether the list
+ * changed. */
+enum revoke_outcome revoke_add(struct revoke_list *list, enum revoke_kind kind, const char *value,
 		int64_t until, int64_t now);
+
+/* A short reason for an outcome that did not record the revocation; NULL otherwise. */
+const char *revoke_outcome_error(enum revoke_outcome outcome);
 
 /* Whether the client id or the token id is revoked at `now`. */
 bool revoke_matches(const struct revoke_list *list, const char *clientid, const char *jti,
