@@ -142,7 +142,7 @@ static int on_basic_auth(int event, void *event_data, void *userdata)
 	};
 	if(!token_verify(ed->password, st->keys, &expect, &claims, &why)){
 		why = why ? why : "invalid";
-	}else if(revoke_matches(&st->revocations, claims.clientid, claims.jti, expect.now)){
+	}else if(revoke_matches(&st->revocations, claims.clientid, claims.jti, claims.iat, expect.now)){
 		why = "revoked";
 		free(claims.acl);
 	}
@@ -294,6 +294,8 @@ static const char *revoke_command(struct hub_auth *st, const cJSON *request, int
 	const char *clientid = json_string(request, "clientid");
 	const char *jti = json_string(request, "jti");
 	const cJSON *until = cJSON_GetObjectItemCaseSensitive(request, "until");
+	const cJSON *before = cJSON_GetObjectItemCaseSensitive(request, "issuedBefore");
+	int64_t issued_before = REVOKE_EVERY_TOKEN;
 	enum revoke_outcome outcome;
 	size_t kicked;
 
@@ -302,11 +304,15 @@ static const char *revoke_command(struct hub_auth *st, const cJSON *request, int
 	if(!cJSON_IsNumber(until) || !(until->valuedouble >= 1 && until->valuedouble <= 1e11)){
 		return "until must be unix seconds.";
 	}
+	if(before){
+		if(jti) return "issuedBefore applies to a clientid revocation only.";
+		if(!revoke_time_value(before, &issued_before)) return "issuedBefore must be whole unix seconds.";
+	}
 	outcome = revoke_add(&st->revocations, clientid ? REVOKE_CLIENTID : REVOKE_JTI,
-			clientid ? clientid : jti, (int64_t)until->valuedouble, now);
+			clientid ? clientid : jti, (int64_t)until->valuedouble, issued_before, now);
 	if(outcome == REVOKE_INVALID) return "clientid and jti must be 1..128 bytes.";
 	*changed = outcome == REVOKE_CHANGED;
-	kicked = clients_queue_kick(&st->clients, clientid, jti);
+	kicked = clients_queue_kick(&st->clients, clientid, issued_before, jti);
 	if(outcome != REVOKE_CHANGED && outcome != REVOKE_UNCHANGED){
 		hub_log(HUB_LOG_ERR, "hub-auth: revocation of %s %s not recorded (%s); %zu connection(s) closed",
 				clientid ? "clientid" : "jti", clientid ? clientid : jti, revoke_outcome_error(outcome),
@@ -315,8 +321,14 @@ static const char *revoke_command(struct hub_auth *st, const cJSON *request, int
 			? "Revocation list is full: the live connection is closed, but new logins are not refused."
 			: "Out of memory: the live connection is closed, but new logins are not refused.";
 	}
-	hub_log(HUB_LOG_NOTICE, "hub-auth: revoked %s %s until %lld%s", clientid ? "clientid" : "jti",
-			clientid ? clientid : jti, (long long)until->valuedouble, *changed ? "" : " (already recorded)");
+	if(issued_before != REVOKE_EVERY_TOKEN){
+		hub_log(HUB_LOG_NOTICE, "hub-auth: revoked clientid %s tokens issued before %lld until %lld%s",
+				clientid, (long long)issued_before, (long long)until->valuedouble,
+				*changed ? "" : " (already recorded)");
+	}else{
+		hub_log(HUB_LOG_NOTICE, "hub-auth: revoked %s %s until %lld%s", clientid ? "clientid" : "jti",
+				clientid ? clientid : jti, (long long)until->valuedouble, *changed ? "" : " (already recorded)");
+	}
 	return NULL;
 }
 

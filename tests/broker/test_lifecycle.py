@@ -308,3 +308,62 @@ def test_a_revocation_that_cannot_be_saved_still_closes_the_live_connection(
     probe.close()
     assert refused(own_broker, token)
     own_broker.revocations_file.rmdir()
+
+
+def test_revoking_a_client_id_issued_before_a_moment(own_broker: HubBroker, admin: Probe) -> None:
+    """A kiosk keeps its client id: revoking the tokens issued before a moment closes
+    and refuses those, and lets a token issued since connect (also after a restart)."""
+    now = int(time.time())
+    old = own_broker.token(iat=now - 120, nbf=now - 120)
+    clientid, username = old.clientid, old.username
+    older = own_broker.token(clientid=clientid, username=username, iat=now - 30, nbf=now - 30)
+    fresh = own_broker.token(clientid=clientid, username=username, iat=now, nbf=now)
+    probe = connect(own_broker, old)
+    revoke = {"command": "revoke", "clientid": clientid, "until": now + 600, "issuedBefore": now}
+    (answer,) = control(admin, revoke)
+    assert "error" not in answer
+    assert probe.wait_disconnect(timeout=10).value == ADMINISTRATIVE_ACTION
+    probe.close()
+    assert refused(own_broker, old)
+    assert refused(own_broker, older)
+    live = connect(own_broker, fresh)
+    # A repeat with an earlier issuedBefore changes nothing and closes nothing.
+    saved = own_broker.revocations_file.stat()
+    (answer,) = control(admin, {**revoke, "issuedBefore": now - 60})
+    assert "error" not in answer
+    assert own_broker.revocations_file.stat().st_ino == saved.st_ino
+    time.sleep(0.5)
+    assert live.client.is_connected()
+    live.close()
+    (listing,) = control(admin, {"command": "listRevocations"})
+    assert listing["revocations"] == [
+        {"clientid": clientid, "until": now + 600, "issuedBefore": now}
+    ]
+
+    admin.close()
+    own_broker.restart()
+    assert refused(own_broker, older)
+    connect(own_broker, fresh).close()
+    # Without issuedBefore: every token of the client id (the larger, "every token", wins).
+    a = own_broker.admin()
+    a.connect()
+    a.subscribe(CONTROL_RESPONSE)
+    (answer,) = control(a, {"command": "revoke", "clientid": clientid, "until": now + 600})
+    assert "error" not in answer
+    (listing,) = control(a, {"command": "listRevocations"})
+    a.close()
+    assert listing["revocations"] == [{"clientid": clientid, "until": now + 600}]
+    assert refused(own_broker, fresh)
+
+
+def test_issued_before_is_checked(own_broker: HubBroker, admin: Probe) -> None:
+    answers = control(
+        admin,
+        {"command": "revoke", "jti": "j-1", "until": 2_000_000_000, "issuedBefore": 1_900_000_000},
+        {"command": "revoke", "clientid": "k.1", "until": 2_000_000_000, "issuedBefore": "now"},
+        {"command": "revoke", "clientid": "k.1", "until": 2_000_000_000, "issuedBefore": 1.5},
+        {"command": "revoke", "clientid": "k.1", "until": 2_000_000_000, "issuedBefore": 0},
+        {"command": "listRevocations"},
+    )
+    assert [bool(a.get("error")) for a in answers] == [True, True, True, True, False]
+    assert answers[-1]["revocations"] == []
