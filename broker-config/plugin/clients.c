@@ -68,14 +68,15 @@ static void queue(struct client_table *t, struct client_entry *entry)
 	}
 }
 
-size_t clients_queue_kick(struct client_table *t, const char *clientid, const char *jti)
+size_t clients_queue_kick(struct client_table *t, const char *clientid, int64_t issued_before,
+		const char *jti)
 {
 	struct client_entry *entry, *tmp;
 	size_t queued = 0;
 
 	if(clientid){
 		entry = clients_find(t, clientid);
-		if(entry){
+		if(entry && entry->claims.iat < issued_before){
 			queue(t, entry);
 			queued++;
 		}

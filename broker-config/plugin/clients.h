@@ -40,9 +40,11 @@ void clients_mark_offline(struct client_table *t, const char *clientid, const vo
  * connection is NULL). */
 void clients_remove(struct client_table *t, const char *clientid, const void *connection);
 
-/* Queues a kick of the entry with this client id, or with this jti (either may be
+/* Queues a kick of the entry with this client id whose token was issued (iat) before
+ * issued_before (INT64_MAX: any), and of the entries with this jti (either may be
  * NULL). Returns how many were queued. */
-size_t clients_queue_kick(struct client_table *t, const char *clientid, const char *jti);
+size_t clients_queue_kick(struct client_table *t, const char *clientid, int64_t issued_before,
+		const char *jti);
 
 /* Takes out of the table every entry queued for a kick or whose exp <= now, and
  * returns them as a list (next_kick); free each with clients_entry_free after use.

@@ -5,7 +5,8 @@
  *   - any byte change to a valid token, any other alg/kid/key, and any malformed claim
  *     or acl is refused;
  *   - acl.c's matcher agrees with libmosquitto's, and a filter it says "covers"
- *     another never lets through a topic the covered one would not.
+ *     another never lets through a topic the covered one would not;
+ *   - revocations (until, issuedBefore) agree with a model, also after save and load.
  * Usage: fuzz SEED INPUTS SECONDS. Exit 0 only when every invariant held. */
 #include <stdarg.h>
 #include <stdio.h>
@@ -637,17 +638,96 @@ static void case_files(void)
 	keys_free(set);
 
 	len = (size_t)snprintf(doc, sizeof(doc),
-			"{\"revocations\":[{\"clientid\":\"a.b\",\"until\":%lld},{\"jti\":\"x\",\"until\":%lld}]}",
-			(long long)(now_s + 100), (long long)(now_s - 1));
+			"{\"revocations\":[{\"clientid\":\"a.b\",\"until\":%lld},{\"jti\":\"x\",\"until\":%lld},"
+			"{\"clientid\":\"k.1\",\"until\":%lld,\"issuedBefore\":%lld}]}",
+			(long long)(now_s + 100), (long long)(now_s - 1), (long long)(now_s + 50), (long long)now_s);
 	if(below(2)){
 		for(size_t i = 1 + below(4); i > 0; i--) doc[below(len)] = (char)(1 + below(255));
 	}
 	if(revoke_parse(&list, doc, len, now_s)){
-		if(list.count > 2) fail("more revocations than given", doc);
+		if(list.count > 3) fail("more revocations than given", doc);
 	}else if(list.count != 0){
 		fail("a failed parse left entries", doc);
 	}
 	revoke_free(&list);
+}
+
+/* revoke_add against a model: a few values, random until and issued_before; the
+ * outcome says whether the list changed; a token is refused exactly when the model
+ * says so; the list survives its own JSON (save and load) unchanged. */
+#define MODEL_VALUES 4
+struct model_entry {
+	int64_t until, before;
+	bool live;
+};
+
+static void case_revocations(void)
+{
+	static const char *const values[MODEL_VALUES] = {"a.1", "a.2", "j-1", "j-2"};
+	struct model_entry model[MODEL_VALUES];
+	struct revoke_list list = {0}, reloaded = {0};
+	size_t steps = 1 + below(12);
+	cJSON *json, *doc;
+	char *text;
+
+	memset(model, 0, sizeof(model));
+	for(size_t step = 0; step < steps; step++){
+		size_t v = below(MODEL_VALUES);
+		enum revoke_kind kind = v < 2 ? REVOKE_CLIENTID : REVOKE_JTI;
+		int64_t until = now_s - 5 + (int64_t)below(20);
+		int64_t before = kind == REVOKE_CLIENTID && below(2) ? now_s - 10 + (int64_t)below(20) : REVOKE_EVERY_TOKEN;
+		enum revoke_outcome got = revoke_add(&list, kind, values[v], until, before, now_s);
+		bool changed;
+		if(below(16) == 0){ /* an issued_before for a jti is refused */
+			if(revoke_add(&list, REVOKE_JTI, values[2], now_s + 5, now_s, now_s) != REVOKE_INVALID){
+				fail("issued_before accepted for a jti", values[2]);
+			}
+		}
+		if(!model[v].live || model[v].until <= now_s){
+			changed = until > now_s;
+			if(changed) model[v] = (struct model_entry){until, before, true};
+		}else{
+			changed = until > model[v].until || before > model[v].before;
+			if(until > model[v].until) model[v].until = until;
+			if(before > model[v].before) model[v].before = before;
+		}
+		if(got != (changed ? REVOKE_CHANGED : REVOKE_UNCHANGED)) fail("revoke_add outcome differs from the model", values[v]);
+	}
+	for(int64_t iat = now_s - 12; iat <= now_s + 12; iat += 3){
+		for(size_t v = 0; v < MODEL_VALUES; v++){
+			bool live = model[v].live && model[v].until > now_s;
+			bool expected = live && (v >= 2 || iat < model[v].before);
+			bool got = v < 2 ? revoke_matches(&list, values[v], "none", iat, now_s)
+				: revoke_matches(&list, "none", values[v], iat, now_s);
+			if(got != expected) fail("revoke_matches differs from the model", values[v]);
+		}
+	}
+	json = revoke_to_json(&list, now_s);
+	doc = cJSON_CreateObject();
+	if(json == NULL || doc == NULL || !cJSON_AddItemToObject(doc, "revocations", json)){
+		cJSON_Delete(json);
+		cJSON_Delete(doc);
+		fail("revoke_to_json failed", NULL);
+		revoke_free(&list);
+		return;
+	}
+	text = cJSON_PrintUnformatted(doc);
+	if(text == NULL || !revoke_parse(&reloaded, text, strlen(text), now_s)){
+		fail("the list's own JSON does not load", text);
+	}else{
+		for(int64_t iat = now_s - 12; iat <= now_s + 12; iat += 3){
+			for(size_t v = 0; v < MODEL_VALUES; v++){
+				const char *c = v < 2 ? values[v] : "none", *j = v < 2 ? "none" : values[v];
+				if(revoke_matches(&list, c, j, iat, now_s) != revoke_matches(&reloaded, c, j, iat, now_s)){
+					fail("a reloaded list decides otherwise", text);
+				}
+			}
+		}
+	}
+	free(text);
+	cJSON_Delete(doc);
+	revoke_free(&list);
+	revoke_free(&reloaded);
 }
 
 int main(int argc, char **argv)
@@ -659,7 +739,7 @@ int main(int argc, char **argv)
 	void (*const cases[])(void) = {
 		case_valid_and_byte_mutations, case_valid_and_byte_mutations, case_headers, case_claims,
 		case_acl, case_odd_payloads, case_random_bytes, case_matching, case_matching,
-		case_acl_decisions, case_files,
+		case_acl_decisions, case_files, case_revocations,
 	};
 
 	if(argc != 4){

@@ -142,7 +142,7 @@ static int on_basic_auth(int event, void *event_data, void *userdata)
 	};
 	if(!token_verify(ed->password, st->keys, &expect, &claims, &why)){
 		why = why ? why : "invalid";
-	}else if(revoke_matches(&st->revocations, claims.clientid, claims.jti, expect.now)){
+	}else if(revoke_matches(&st->revocations, claims.clientid, claims.jti, claims.iat, expect.now)){
 		why = "revoked";
 		free(claims.acl);
 	}
@@ -286,41 +286,76 @@ static cJSON *answer(cJSON *responses, const char *command, const cJSON *request
 	return item;
 }
 
-static const char *revoke_command(struct hub_auth *st, const cJSON *request, int64_t now)
+/* Applies one revoke; *changed when the list changed (and needs saving). A well-formed
+ * request closes the live connections it names even when the list cannot record it
+ * (full, out of memory): fail closed, then report. */
+static const char *revoke_command(struct hub_auth *st, const cJSON *request, int64_t now, bool *changed)
 {
 	const char *clientid = json_string(request, "clientid");
 	const char *jti = json_string(request, "jti");
 	const cJSON *until = cJSON_GetObjectItemCaseSensitive(request, "until");
-	const char *error;
+	const cJSON *before = cJSON_GetObjectItemCaseSensitive(request, "issuedBefore");
+	int64_t issued_before = REVOKE_EVERY_TOKEN;
+	enum revoke_outcome outcome;
+	size_t kicked;
 
+	*changed = false;
 	if((clientid == NULL) == (jti == NULL)) return "Give exactly one of clientid and jti.";
 	if(!cJSON_IsNumber(until) || !(until->valuedouble >= 1 && until->valuedouble <= 1e11)){
 		return "until must be unix seconds.";
 	}
-	error = revoke_add(&st->revocations, clientid ? REVOKE_CLIENTID : REVOKE_JTI,
-			clientid ? clientid : jti, (int64_t)until->valuedouble, now);
-	if(error) return error;
-	clients_queue_kick(&st->clients, clientid, jti);
-	hub_log(HUB_LOG_NOTICE, "hub-auth: revoked %s %s until %lld", clientid ? "clientid" : "jti",
-			clientid ? clientid : jti, (long long)until->valuedouble);
+	if(before){
+		if(jti) return "issuedBefore applies to a clientid revocation only.";
+		if(!revoke_time_value(before, &issued_before)) return "issuedBefore must be whole unix seconds.";
+	}
+	outcome = revoke_add(&st->revocations, clientid ? REVOKE_CLIENTID : REVOKE_JTI,
+			clientid ? clientid : jti, (int64_t)until->valuedouble, issued_before, now);
+	if(outcome == REVOKE_INVALID) return "clientid and jti must be 1..128 bytes.";
+	*changed = outcome == REVOKE_CHANGED;
+	kicked = clients_queue_kick(&st->clients, clientid, issued_before, jti);
+	if(outcome != REVOKE_CHANGED && outcome != REVOKE_UNCHANGED){
+		hub_log(HUB_LOG_ERR, "hub-auth: revocation of %s %s not recorded (%s); %zu connection(s) closed",
+				clientid ? "clientid" : "jti", clientid ? clientid : jti, revoke_outcome_error(outcome),
+				kicked);
+		return outcome == REVOKE_FULL
+			? "Revocation list is full: the live connection is closed, but new logins are not refused."
+			: "Out of memory: the live connection is closed, but new logins are not refused.";
+	}
+	if(issued_before != REVOKE_EVERY_TOKEN){
+		hub_log(HUB_LOG_NOTICE, "hub-auth: revoked clientid %s tokens issued before %lld until %lld%s",
+				clientid, (long long)issued_before, (long long)until->valuedouble,
+				*changed ? "" : " (already recorded)");
+	}else{
+		hub_log(HUB_LOG_NOTICE, "hub-auth: revoked %s %s until %lld%s", clientid ? "clientid" : "jti",
+				clientid ? clientid : jti, (long long)until->valuedouble, *changed ? "" : " (already recorded)");
+	}
 	return NULL;
 }
 
 static void handle_commands(struct hub_auth *st, const cJSON *commands, cJSON *responses)
 {
 	int64_t now = (int64_t)time(NULL);
+	int count = cJSON_GetArraySize(commands);
+	/* The answers of the revokes that changed the list: they learn if saving fails. */
+	cJSON **changed_answers = count > 0 ? calloc((size_t)count, sizeof(*changed_answers)) : NULL;
+	size_t changed_count = 0;
 	const cJSON *request;
 	cJSON *item;
-	bool revoked = false;
 
+	if(count > 0 && changed_answers == NULL){
+		answer(responses, "unknown", NULL, "Out of memory.");
+		return;
+	}
 	cJSON_ArrayForEach(request, commands){
 		const char *command = json_string(request, "command");
 		if(command == NULL){
 			answer(responses, "unknown", request, "Missing command.");
 		}else if(strcmp(command, "revoke") == 0){
-			const char *error = revoke_command(st, request, now);
-			answer(responses, "revoke", request, error);
-			revoked = revoked || error == NULL;
+			bool changed;
+			const char *error = revoke_command(st, request, now, &changed);
+			item = answer(responses, "revoke", request, error);
+			/* changed_count < count: one answer per command at most */
+			if(changed) changed_answers[changed_count++] = item;
 		}else if(strcmp(command, "listRevocations") == 0){
 			cJSON *list = revoke_to_json(&st->revocations, now);
 			item = answer(responses, "listRevocations", request, list ? NULL : "Out of memory.");
@@ -331,15 +366,14 @@ static void handle_commands(struct hub_auth *st, const cJSON *commands, cJSON *r
 			answer(responses, command, request, "Unknown command.");
 		}
 	}
-	if(revoked && !revoke_save(&st->revocations, st->revocations_file, now)){
-		/* Applied (and the connection closed), but it would not survive a restart. */
-		cJSON_ArrayForEach(item, responses){
-			const char *command = json_string(item, "command");
-			if(command && strcmp(command, "revoke") == 0 && !cJSON_HasObjectItem(item, "error")){
-				cJSON_AddStringToObject(item, "error", "Applied, but not saved to disk.");
-			}
+	/* One save per message, and only when something changed. */
+	if(changed_count > 0 && !revoke_save(&st->revocations, st->revocations_file, now)){
+		/* Applied (and the connections closed), but it would not survive a restart. */
+		for(size_t i = 0; i < changed_count; i++){
+			if(changed_answers[i]) cJSON_AddStringToObject(changed_answers[i], "error", "Applied, but not saved to disk.");
 		}
 	}
+	free(changed_answers);
 }
 
 static int on_control(int event, void *event_data, void *userdata)

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,40 +30,76 @@ static struct revocation *find(const struct revoke_list *list, enum revoke_kind 
 	return found;
 }
 
-const char *revoke_add(struct revoke_list *list, enum revoke_kind kind, const char *value,
-		int64_t until, int64_t now)
+enum revoke_outcome revoke_add(struct revoke_list *list, enum revoke_kind kind, const char *value,
+		int64_t until, int64_t issued_before, int64_t now)
 {
 	size_t len = strnlen(value, REVOKE_MAX_VALUE + 1);
 	struct revocation *entry;
+	bool changed = false;
 
-	if(len == 0 || len > REVOKE_MAX_VALUE) return "value must be 1..128 bytes";
-	if(until <= 0 || until > REVOKE_MAX_TIME) return "until is not a plausible time";
-	entry = find(list, kind, value);
-	if(entry){
-		if(until > entry->until) entry->until = until;
-		return NULL;
+	if(len == 0 || len > REVOKE_MAX_VALUE) return REVOKE_INVALID;
+	if(until <= 0 || until > REVOKE_MAX_TIME) return REVOKE_INVALID;
+	if(issued_before != REVOKE_EVERY_TOKEN
+			&& (kind != REVOKE_CLIENTID || issued_before <= 0 || issued_before > REVOKE_MAX_TIME)){
+		return REVOKE_INVALID;
 	}
-	if(until <= now) return NULL; /* already over: nothing to remember */
+	entry = find(list, kind, value);
+	if(entry && entry->until <= now){
+		/* Over, not yet pruned: what it said no longer holds. */
+		if(until <= now) return REVOKE_UNCHANGED;
+		entry->until = until;
+		entry->issued_before = issued_before;
+		return REVOKE_CHANGED;
+	}
+	if(entry){
+		if(until > entry->until){
+			entry->until = until;
+			changed = true;
+		}
+		if(issued_before > entry->issued_before){
+			entry->issued_before = issued_before;
+			changed = true;
+		}
+		return changed ? REVOKE_CHANGED : REVOKE_UNCHANGED;
+	}
+	if(until <= now) return REVOKE_UNCHANGED; /* already over: nothing to remember */
 	if(list->count >= REVOKE_MAX_ENTRIES) revoke_prune(list, now);
-	if(list->count >= REVOKE_MAX_ENTRIES) return "revocation list is full";
+	if(list->count >= REVOKE_MAX_ENTRIES) return REVOKE_FULL;
 	entry = malloc(sizeof(*entry) + len + 2);
-	if(entry == NULL) return "out of memory";
+	if(entry == NULL) return REVOKE_NO_MEMORY;
 	memset(entry, 0, sizeof(*entry));
 	entry->until = until;
+	entry->issued_before = issued_before;
 	entry->key[0] = (char)kind;
 	memcpy(entry->key + 1, value, len + 1);
 	HASH_ADD_STR(list->table, key, entry);
 	list->count++;
-	return NULL;
+	return REVOKE_CHANGED;
+}
+
+const char *revoke_outcome_error(enum revoke_outcome outcome)
+{
+	switch(outcome){
+		case REVOKE_CHANGED:
+		case REVOKE_UNCHANGED:
+			return NULL;
+		case REVOKE_INVALID:
+			return "clientid or jti must be 1..128 bytes, until and issuedBefore plausible times";
+		case REVOKE_FULL:
+			return "revocation list is full";
+		case REVOKE_NO_MEMORY:
+			return "out of memory";
+	}
+	return "unknown outcome";
 }
 
 bool revoke_matches(const struct revoke_list *list, const char *clientid, const char *jti,
-		int64_t now)
+		int64_t iat, int64_t now)
 {
 	const struct revocation *entry;
 
 	entry = find(list, REVOKE_CLIENTID, clientid);
-	if(entry && entry->until > now) return true;
+	if(entry && entry->until > now && iat < entry->issued_before) return true;
 	entry = find(list, REVOKE_JTI, jti);
 	return entry && entry->until > now;
 }
@@ -96,12 +133,26 @@ cJSON *revoke_to_json(const struct revoke_list *list, int64_t now)
 		if(item == NULL || !cJSON_AddItemToArray(array, item)
 				|| cJSON_AddStringToObject(item, entry->key[0] == REVOKE_CLIENTID ? "clientid" : "jti",
 					entry->key + 1) == NULL
-				|| cJSON_AddNumberToObject(item, "until", (double)entry->until) == NULL){
+				|| cJSON_AddNumberToObject(item, "until", (double)entry->until) == NULL
+				|| (entry->issued_before != REVOKE_EVERY_TOKEN
+					&& cJSON_AddNumberToObject(item, "issuedBefore", (double)entry->issued_before) == NULL)){
 			cJSON_Delete(array);
 			return NULL;
 		}
 	}
 	return array;
+}
+
+bool revoke_time_value(const cJSON *item, int64_t *out)
+{
+	double v;
+
+	if(!cJSON_IsNumber(item)) return false;
+	v = item->valuedouble;
+	/* the range check also refuses NaN */
+	if(!(v >= 1 && v <= (double)REVOKE_MAX_TIME) || v != floor(v)) return false;
+	*out = (int64_t)v;
+	return true;
 }
 
 bool revoke_parse(struct revoke_list *list, const char *json, size_t len, int64_t now)
@@ -116,10 +167,18 @@ bool revoke_parse(struct revoke_list *list, const char *json, size_t len, int64_
 		const char *clientid = json_string(item, "clientid");
 		const char *jti = json_string(item, "jti");
 		const cJSON *until = cJSON_GetObjectItemCaseSensitive(item, "until");
+		const cJSON *before = cJSON_GetObjectItemCaseSensitive(item, "issuedBefore");
+		int64_t issued_before = REVOKE_EVERY_TOKEN;
+		if(before){
+			if(!revoke_time_value(before, &issued_before)){
+				ok = false;
+				break;
+			}
+		}
 		if((clientid == NULL) == (jti == NULL) || !cJSON_IsNumber(until)
 				|| !(until->valuedouble >= 0 && until->valuedouble <= (double)REVOKE_MAX_TIME)
-				|| revoke_add(list, clientid ? REVOKE_CLIENTID : REVOKE_JTI, clientid ? clientid : jti,
-					(int64_t)until->valuedouble, now) != NULL){
+				|| revoke_outcome_error(revoke_add(list, clientid ? REVOKE_CLIENTID : REVOKE_JTI,
+					clientid ? clientid : jti, (int64_t)until->valuedouble, issued_before, now)) != NULL){
 			ok = false;
 			break;
 		}

@@ -4,6 +4,7 @@ rights, and key rotation through the JWKS file."""
 
 from __future__ import annotations
 
+import json
 import signal
 import time
 import uuid
@@ -241,3 +242,128 @@ def test_a_corrupt_revocations_file_stops_the_broker(plugin_built: None, tmp_pat
     with pytest.raises(RuntimeError, match="exited"):
         broker.start()
     assert "revocations file" in broker.log()
+
+
+def test_a_revoke_that_changes_nothing_does_not_rewrite_the_file(
+    own_broker: HubBroker, admin: Probe
+) -> None:
+    token = own_broker.token()
+    until = token.claims["exp"]
+    revoke = {"command": "revoke", "clientid": token.clientid, "until": until}
+    (answer,) = control(admin, revoke)
+    assert "error" not in answer
+    saved = own_broker.revocations_file.stat()
+    # The same, an earlier until, and both again in one message: nothing to save.
+    answers = control(admin, revoke, {**revoke, "until": until - 60}, revoke)
+    assert [a.get("error") for a in answers] == [None, None, None]
+    again = own_broker.revocations_file.stat()
+    assert (again.st_ino, again.st_mtime_ns) == (saved.st_ino, saved.st_mtime_ns)
+    # A later until is a change: saved (once for the message).
+    answers = control(admin, {**revoke, "until": until + 60}, revoke)
+    assert [a.get("error") for a in answers] == [None, None]
+    assert own_broker.revocations_file.stat().st_ino != saved.st_ino
+    (listing,) = control(admin, {"command": "listRevocations"})
+    assert listing["revocations"] == [{"clientid": token.clientid, "until": until + 60}]
+
+
+def test_a_full_revocation_list_still_closes_the_live_connection(
+    plugin_built: None, tmp_path: Path
+) -> None:
+    """Fail closed: the revocation cannot be recorded (100,000 live entries), but the
+    connection it names is closed, and the answer says what did not happen."""
+    broker = HubBroker(tmp_path / "full")
+    until = int(time.time()) + 3600
+    fill = [{"jti": f"fill-{i:06d}", "until": until} for i in range(100_000)]
+    broker.revocations_file.write_text(json.dumps({"revocations": fill}), encoding="utf-8")
+    broker.start()
+    try:
+        a = broker.admin()
+        assert not a.connect().is_failure
+        assert not a.subscribe(CONTROL_RESPONSE).is_failure
+        token = broker.token()
+        probe = connect(broker, token)
+        (answer,) = control(
+            a, {"command": "revoke", "clientid": token.clientid, "until": token.claims["exp"]}
+        )
+        assert "full" in answer["error"]
+        assert probe.wait_disconnect(timeout=10).value == ADMINISTRATIVE_ACTION
+        probe.close()
+        a.close()
+    finally:
+        broker.stop()
+
+
+def test_a_revocation_that_cannot_be_saved_still_closes_the_live_connection(
+    own_broker: HubBroker, admin: Probe
+) -> None:
+    own_broker.revocations_file.unlink(missing_ok=True)
+    own_broker.revocations_file.mkdir()  # the rename over it fails
+    token = own_broker.token()
+    probe = connect(own_broker, token)
+    (answer,) = control(
+        admin, {"command": "revoke", "jti": token.claims["jti"], "until": token.claims["exp"]}
+    )
+    assert answer["error"] == "Applied, but not saved to disk."
+    assert probe.wait_disconnect(timeout=10).value == ADMINISTRATIVE_ACTION
+    probe.close()
+    assert refused(own_broker, token)
+    own_broker.revocations_file.rmdir()
+
+
+def test_revoking_a_client_id_issued_before_a_moment(own_broker: HubBroker, admin: Probe) -> None:
+    """A kiosk keeps its client id: revoking the tokens issued before a moment closes
+    and refuses those, and lets a token issued since connect (also after a restart)."""
+    now = int(time.time())
+    old = own_broker.token(iat=now - 120, nbf=now - 120)
+    clientid, username = old.clientid, old.username
+    older = own_broker.token(clientid=clientid, username=username, iat=now - 30, nbf=now - 30)
+    fresh = own_broker.token(clientid=clientid, username=username, iat=now, nbf=now)
+    probe = connect(own_broker, old)
+    revoke = {"command": "revoke", "clientid": clientid, "until": now + 600, "issuedBefore": now}
+    (answer,) = control(admin, revoke)
+    assert "error" not in answer
+    assert probe.wait_disconnect(timeout=10).value == ADMINISTRATIVE_ACTION
+    probe.close()
+    assert refused(own_broker, old)
+    assert refused(own_broker, older)
+    live = connect(own_broker, fresh)
+    # A repeat with an earlier issuedBefore changes nothing and closes nothing.
+    saved = own_broker.revocations_file.stat()
+    (answer,) = control(admin, {**revoke, "issuedBefore": now - 60})
+    assert "error" not in answer
+    assert own_broker.revocations_file.stat().st_ino == saved.st_ino
+    time.sleep(0.5)
+    assert live.client.is_connected()
+    live.close()
+    (listing,) = control(admin, {"command": "listRevocations"})
+    assert listing["revocations"] == [
+        {"clientid": clientid, "until": now + 600, "issuedBefore": now}
+    ]
+
+    admin.close()
+    own_broker.restart()
+    assert refused(own_broker, older)
+    connect(own_broker, fresh).close()
+    # Without issuedBefore: every token of the client id (the larger, "every token", wins).
+    a = own_broker.admin()
+    a.connect()
+    a.subscribe(CONTROL_RESPONSE)
+    (answer,) = control(a, {"command": "revoke", "clientid": clientid, "until": now + 600})
+    assert "error" not in answer
+    (listing,) = control(a, {"command": "listRevocations"})
+    a.close()
+    assert listing["revocations"] == [{"clientid": clientid, "until": now + 600}]
+    assert refused(own_broker, fresh)
+
+
+def test_issued_before_is_checked(own_broker: HubBroker, admin: Probe) -> None:
+    answers = control(
+        admin,
+        {"command": "revoke", "jti": "j-1", "until": 2_000_000_000, "issuedBefore": 1_900_000_000},
+        {"command": "revoke", "clientid": "k.1", "until": 2_000_000_000, "issuedBefore": "now"},
+        {"command": "revoke", "clientid": "k.1", "until": 2_000_000_000, "issuedBefore": 1.5},
+        {"command": "revoke", "clientid": "k.1", "until": 2_000_000_000, "issuedBefore": 0},
+        {"command": "listRevocations"},
+    )
+    assert [bool(a.get("error")) for a in answers] == [True, True, True, True, False]
+    assert answers[-1]["revocations"] == []

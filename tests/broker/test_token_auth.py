@@ -293,6 +293,28 @@ def test_a_one_megabyte_password_is_never_accepted(broker: HubBroker) -> None:
     assert reply == b"" or (reply[0] == 0x20 and reply[3] >= 0x80)
 
 
+@pytest.mark.parametrize("shape", ["token-shaped", "not token-shaped"])
+def test_a_65535_byte_password_is_refused_and_the_broker_stays_up(
+    broker: HubBroker, shape: str
+) -> None:
+    """The longest password MQTT can carry: token-shaped, it is refused here (over 4096
+    bytes); otherwise Dynamic Security refuses it (the publisher's account)."""
+    token = broker.token()
+    if shape == "token-shaped":
+        head, body, sig = token.value.split(".")
+        password = f"{head}.{body}{'A' * (65_535 - len(token.value))}.{sig}"
+        probe = broker.probe(token, password=password)
+    else:
+        password = "x" * 65_535
+        probe = _own_account(broker, f"big-{uuid.uuid4().hex[:6]}")
+        probe.client.username_pw_set(PUBLISHER, password)
+    assert len(password) == 65_535
+    assert probe.connect().value == NOT_AUTHORIZED
+    still = broker.probe(broker.token())
+    assert not still.connect().is_failure
+    still.close()
+
+
 # ---- who owns a token client's id ----
 
 
