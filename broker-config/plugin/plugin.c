@@ -114,6 +114,7 @@ static int on_basic_auth(int event, void *event_data, void *userdata)
 	struct token_expect expect;
 	const char *clientid, *why = NULL;
 	enum token_shape shape;
+	bool verified;
 
 	(void)event;
 	clientid = mosquitto_client_id(ed->client);
@@ -140,7 +141,16 @@ static int on_basic_auth(int event, void *event_data, void *userdata)
 		.now = (int64_t)time(NULL),
 		.leeway = st->leeway,
 	};
-	if(!token_verify(ed->password, st->keys, &expect, &claims, &why)){
+	verified = token_verify(ed->password, st->keys, &expect, &claims, &why);
+	if(!verified && why != NULL && strcmp(why, "unknown kid") == 0 && !st->reauth){
+		/* The api may have just written a new key (at its start, or a rotation) that
+		 * the once-a-second check has not read yet: look at the file now (a stat; it
+		 * is read only if it changed) and try once more. */
+		reload_keys(st, false);
+		why = NULL;
+		verified = token_verify(ed->password, st->keys, &expect, &claims, &why);
+	}
+	if(!verified){
 		why = why ? why : "invalid";
 	}else if(revoke_matches(&st->revocations, claims.clientid, claims.jti, claims.iat, expect.now)){
 		why = "revoked";
