@@ -367,3 +367,18 @@ def test_issued_before_is_checked(own_broker: HubBroker, admin: Probe) -> None:
     )
     assert [bool(a.get("error")) for a in answers] == [True, True, True, True, False]
     assert answers[-1]["revocations"] == []
+
+
+def test_a_token_of_a_key_just_written_is_accepted_at_once(own_broker: HubBroker) -> None:
+    """The api writes the JWKS at its start, often after the broker started: a token of
+    the new key right after the write is accepted, not refused until the plugin's
+    once-a-second look at the file."""
+    new = SigningKey("k-fresh")
+    for _ in range(5):  # each time the very first login after the write
+        own_broker.write_jwks([*own_broker.keys, new])
+        probe = own_broker.probe(own_broker.token(key=new))
+        try:
+            assert not probe.connect().is_failure
+        finally:
+            probe.close()
+        new = SigningKey(f"k-fresh-{uuid.uuid4().hex[:6]}")
