@@ -22,6 +22,7 @@ from api.routers import (
     encounters,
     events,
     health,
+    kiosks,
     notifications,
     patients,
     payments,
@@ -86,6 +87,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         payments,
         prior_auths,
         directory,
+        kiosks,
     ):
         app.include_router(router.router)
     if settings.development:
