@@ -122,6 +122,8 @@ export class KioskLink {
     }
     if (this.closed) return;
     const creds = this.creds;
+    // A renewal replaces the connection: the old one's close is not "offline".
+    this.client?.removeAllListeners();
     this.client?.end(true);
     const client = mqtt.connect(creds.websocketUrl, {
       clientId: creds.clientId,
