@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from fastapi import FastAPI
+from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
 from api.domain.appointments import Clinic
@@ -22,6 +23,7 @@ from api.routers import (
     encounters,
     events,
     health,
+    kiosks,
     notifications,
     patients,
     payments,
@@ -86,12 +88,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         payments,
         prior_auths,
         directory,
+        kiosks,
     ):
         app.include_router(router.router)
     if settings.development:
         app.include_router(dev.router)
     web = settings.web_dist_dir or DEFAULT_WEB_DIST
     if (web / "index.html").exists():
+        index = web / "index.html"
+        # The lobby kiosk's screen: the same single-page app, at its own path.
+        app.add_api_route("/kiosk", lambda: FileResponse(index), include_in_schema=False)
         app.mount("/", StaticFiles(directory=web, html=True), name="web")
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     return app

@@ -1,4 +1,4 @@
-"""The ``hub`` command: ``up``, ``token``, ``seed``, ``keys``."""
+"""The ``hub`` command: ``up``, ``token``, ``seed``, ``keys``, ``kiosk``."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import logging
 import signal
 import sys
 from datetime import timedelta
+from typing import Any
 
 from api.settings import Settings
 
@@ -145,6 +146,59 @@ def _cmd_keys(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_kiosk(args: argparse.Namespace) -> int:
+    """The reference kiosk device (api/kiosk_device.py). Prints nothing a patient typed
+    except the hub's answer."""
+    import json
+    from pathlib import Path
+
+    from api import kiosk_device
+
+    path = Path(args.secret_file).expanduser()
+    try:
+        if args.action == "enroll":
+            device = kiosk_device.enroll(args.api, args.code)
+            device.save(path)
+            print(
+                json.dumps({"tenant": device.tenant, "kioskId": device.kiosk_id, "file": str(path)})
+            )
+            return 0
+        device = kiosk_device.Device.load(path)
+        answer = kiosk_device.check_in(
+            device,
+            last_name=args.last_name,
+            date_of_birth=args.dob,
+            mqtt_url=args.mqtt_url,
+            timeout=args.timeout,
+        )
+    except kiosk_device.DeviceError as exc:
+        print(f"hub kiosk: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(answer))
+    return 0 if answer.get("ok") is True else 1
+
+
+def _kiosk_parser(sub: Any) -> None:
+    from api.kiosk_device import DEFAULT_SECRET_FILE
+
+    kiosk = sub.add_parser("kiosk", help="a reference kiosk device (enroll, check-in)")
+    actions = kiosk.add_subparsers(dest="action", required=True)
+    enroll = actions.add_parser("enroll", help="exchange an enrollment code for a device secret")
+    enroll.add_argument("code")
+    enroll.add_argument("--api", required=True, help="the api's URL, e.g. http://127.0.0.1:8000")
+    check = actions.add_parser("check-in", help="check a patient in; prints the answer as JSON")
+    check.add_argument("--last-name", required=True)
+    check.add_argument("--dob", required=True, help="date of birth, YYYY-MM-DD")
+    check.add_argument("--mqtt-url", help="broker URL instead of the one the api hands out")
+    check.add_argument("--timeout", type=float, default=10.0, help="seconds (default 10)")
+    for p in (enroll, check):
+        p.add_argument(
+            "--secret-file",
+            default=str(DEFAULT_SECRET_FILE),
+            help=f"the device file, mode 0600 (default {DEFAULT_SECRET_FILE})",
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="hub", description="EHR notification hub")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -158,10 +212,15 @@ def main(argv: list[str] | None = None) -> int:
     seed.add_argument("--tenant", required=True)
     keys = sub.add_parser("keys", help="broker token signing keys")
     keys.add_argument("action", choices=["list", "rotate"])
+    _kiosk_parser(sub)
     args = parser.parse_args(argv)
-    handler = {"up": _cmd_up, "token": _cmd_token, "seed": _cmd_seed, "keys": _cmd_keys}[
-        args.command
-    ]
+    handler = {
+        "up": _cmd_up,
+        "token": _cmd_token,
+        "seed": _cmd_seed,
+        "keys": _cmd_keys,
+        "kiosk": _cmd_kiosk,
+    }[args.command]
     return handler(args)
 
 

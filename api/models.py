@@ -264,3 +264,51 @@ class Notification(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
     version: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
+
+
+class Kiosk(Base):
+    """A check-in kiosk of one location (docs/architecture.md, "Kiosks"). The
+    enrollment code and the device secret are kept only as SHA-256 digests."""
+
+    __tablename__ = "kiosks"
+    __table_args__ = (
+        _fk("location_id", "locations", "fk_kiosk_location"),
+        Index("ix_kiosks_enrollment", "enrollment_code_hash", unique=True),
+        Index("ix_kiosks_secret", "secret_hash", unique=True),
+    )
+
+    tenant: Mapped[str] = mapped_column(String(40), primary_key=True)
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), nullable=False)
+    location_id: Mapped[str] = mapped_column(String(64), nullable=False)
+    created_by: Mapped[str] = mapped_column(String(64), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    # Cleared when the code is used: a code works once.
+    enrollment_code_hash: Mapped[str | None] = mapped_column(String(64))
+    enrollment_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    enrolled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    secret_hash: Mapped[str | None] = mapped_column(String(64))
+    last_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Too many failed check-ins: every request is answered rate_limited until then.
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class KioskAnswer(Base):
+    """The answer to one kiosk request, keyed by a digest of its correlation data: the
+    same correlation data gets the same answer and never checks in twice. Holds the
+    outcome, never the typed name or birth date."""
+
+    __tablename__ = "kiosk_answers"
+    __table_args__ = (
+        _fk("kiosk_id", "kiosks", "fk_kiosk_answer_kiosk"),
+        Index("ix_kiosk_answers_recent", "tenant", "kiosk_id", "created_at"),
+    )
+
+    tenant: Mapped[str] = mapped_column(String(40), primary_key=True)
+    kiosk_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    correlation_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    outcome: Mapped[str] = mapped_column(String(24), nullable=False)
+    answer: Mapped[str] = mapped_column(String(1000), nullable=False)
+    appointment_id: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)

@@ -17,7 +17,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api.domain.appointments import Clinic
 from api.domain.board import refresh_day
+from api.domain.kiosks import ArrivalWindow, RateLimit
 from api.domain.notifications import AlertPolicy, any_due, process_due
+from api.kiosk_responder import KioskResponder
 from api.settings import Settings
 from hub.broker_admin import DynsecAdmin
 from hub.broker_tokens import KeyRing, TokenSigner
@@ -44,6 +46,7 @@ class Runtime:
     relay: Relay
     broker_ready: asyncio.Event
     alert_policy: AlertPolicy
+    kiosk_responder: KioskResponder | None = None
 
 
 def build_verifier(settings: Settings) -> TokenVerifier:
@@ -85,6 +88,30 @@ def alert_policy(settings: Settings) -> AlertPolicy:
         resend_after=timedelta(seconds=settings.critical_resend_seconds),
         max_resends=settings.critical_max_resends,
         escalate_after=timedelta(seconds=settings.critical_escalate_seconds),
+    )
+
+
+def kiosk_responder(
+    settings: Settings, sessions: sessionmaker[Session], service_password: str, ready: asyncio.Event
+) -> KioskResponder:
+    """Answers kiosk check-ins as the relay's broker account (docs/architecture.md)."""
+    return KioskResponder(
+        sessions=sessions,
+        clinic=Clinic(settings.clinic_timezone),
+        host=settings.mqtt_host,
+        port=settings.mqtt_port,
+        username=settings.broker_service_username,
+        password=service_password,
+        window=ArrivalWindow(
+            early=timedelta(minutes=settings.kiosk_arrival_early_minutes),
+            late=timedelta(minutes=settings.kiosk_arrival_late_minutes),
+        ),
+        limit=RateLimit(
+            max_failures=settings.kiosk_max_failures,
+            window=timedelta(seconds=settings.kiosk_failure_window_seconds),
+            lockout=timedelta(seconds=settings.kiosk_lockout_seconds),
+        ),
+        ready=ready,
     )
 
 
@@ -267,8 +294,9 @@ async def running(settings: Settings) -> AsyncIterator[Runtime]:
         broker_ready=asyncio.Event(),
         alert_policy=alert_policy(settings),
     )
+    rt.kiosk_responder = kiosk_responder(settings, sessions, service_password, rt.broker_ready)
     try:
-        async with admin, issuer, relay:
+        async with admin, issuer, relay, rt.kiosk_responder:
             tasks = [
                 asyncio.create_task(_bootstrap_broker(rt, service_password), name="hub-bootstrap"),
                 asyncio.create_task(_prune_loop(rt), name="hub-prune"),

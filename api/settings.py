@@ -80,6 +80,18 @@ class Settings(BaseSettings):
     critical_escalate_seconds: float = Field(default=900.0, gt=0)
     notification_tick_seconds: float = Field(default=5.0, gt=0)
 
+    # Kiosk check-in (docs/architecture.md, "Kiosks"). The arrival window is relative
+    # to an appointment's start; failed check-ins lock a kiosk for a while.
+    kiosk_credentials_ttl_seconds: int = Field(default=3600, ge=30, le=86400)
+    kiosk_arrival_early_minutes: int = Field(default=60, ge=0, le=720)
+    kiosk_arrival_late_minutes: int = Field(default=15, ge=0, le=720)
+    kiosk_max_failures: int = Field(default=5, ge=1, le=1000)
+    kiosk_failure_window_seconds: int = Field(default=600, ge=1)
+    kiosk_lockout_seconds: int = Field(default=600, ge=1)
+    # Wrong enrollment codes or device secrets per client address per minute (each api
+    # process counts its own); more get 429 until the minute has passed.
+    kiosk_auth_max_failures: int = Field(default=10, ge=1, le=10000)
+
     @field_validator(
         "database_url",
         "public_ws_url",

@@ -29,7 +29,14 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from hub.topics import meta_filter, patients_filter, user_filter, validate_tenant
+from hub.topics import (
+    kiosk_requests_topic,
+    kiosk_responses_topic,
+    meta_filter,
+    patients_filter,
+    user_filter,
+    validate_tenant,
+)
 
 Kind = Literal["session", "kiosk", "partner"]
 AUDIENCE = "mqtt"
@@ -63,6 +70,15 @@ def session_acl(tenant: str, user_id: str) -> tuple[AclRule, ...]:
         AclRule("allow", "subscribe", patients_filter(tenant)),
         AclRule("allow", "subscribe", meta_filter(tenant)),
         AclRule("allow", "subscribe", user_filter(tenant, user_id)),
+        DENY_ALL,
+    )
+
+
+def kiosk_acl(tenant: str, kiosk_id: str) -> tuple[AclRule, ...]:
+    """A kiosk publishes its requests and reads its responses: nothing else."""
+    return (
+        AclRule("allow", "publish", kiosk_requests_topic(tenant, kiosk_id).value),
+        AclRule("allow", "subscribe", kiosk_responses_topic(tenant, kiosk_id).value),
         DENY_ALL,
     )
 

@@ -50,6 +50,8 @@ class AppointmentData(CamelModel):
     previous_scheduled_start: UtcDatetime | None = None
     previous_scheduled_end: UtcDatetime | None = None
     cancel_reason: str | None = Field(default=None, max_length=500)
+    # Set on a check-in made at a kiosk (the event's actor is the kiosk's id).
+    kiosk_name: str | None = Field(default=None, max_length=100)
 
 
 class PatientData(CamelModel):

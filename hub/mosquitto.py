@@ -122,8 +122,21 @@ ADMIN_ROLE = Role(
         Acl("unsubscribePattern", "#"),
     ),
 )
-# The relay publishes every tenant's events; it reads nothing.
-SERVICE_ROLE = Role("hub.service", (Acl("publishClientSend", "tenants/#"),))
+# The relay publishes every tenant's events. The kiosk responder (same account) reads
+# kiosks' requests through a shared subscription and answers on their response topics.
+# Mosquitto 2.0.11 checks a SUBSCRIBE to `$share/<group>/<filter>` against the whole
+# string, prefix included (tests/broker/test_shared_subscription_acl.py), and each
+# delivery against the topic; the plain filter is there for brokers that strip it.
+KIOSK_SHARE_GROUP = "hub-kiosk"
+SERVICE_ROLE = Role(
+    "hub.service",
+    (
+        Acl("publishClientSend", "tenants/#"),
+        Acl("subscribePattern", f"$share/{KIOSK_SHARE_GROUP}/tenants/+/kiosks/+/requests"),
+        Acl("subscribePattern", "tenants/+/kiosks/+/requests"),
+        Acl("publishClientReceive", "tenants/+/kiosks/+/requests"),
+    ),
+)
 _ADMIN_PBKDF2_ITERATIONS = 20_000
 
 

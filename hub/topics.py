@@ -94,3 +94,17 @@ def meta_filter(tenant: str) -> str:
 
 def user_filter(tenant: str, user_id: str) -> str:
     return f"{tenant_prefix(tenant)}users/{validate_id(user_id, 'user id')}/#"
+
+
+def kiosk_requests_topic(tenant: str, kiosk_id: str) -> Topic:
+    """Where kiosk ``kiosk_id`` publishes its check-in requests."""
+    return Topic(f"{tenant_prefix(tenant)}kiosks/{validate_id(kiosk_id, 'kiosk id')}/requests")
+
+
+def kiosk_responses_topic(tenant: str, kiosk_id: str) -> Topic:
+    """Where the hub answers kiosk ``kiosk_id`` (its requests' response topic)."""
+    return Topic(f"{tenant_prefix(tenant)}kiosks/{validate_id(kiosk_id, 'kiosk id')}/responses")
+
+
+# Every kiosk's requests, across tenants: what the hub's responder subscribes to.
+KIOSK_REQUESTS_FILTER = "tenants/+/kiosks/+/requests"

@@ -56,3 +56,10 @@ def test_relay_ha_run_prints_its_tables() -> None:
     for path in ("active", "standby"):
         assert re.search(rf"^sqlite\s+{path}\s+3\s+[\d.]+\s", out, re.MULTILINE), out
     assert re.search(r"^sqlite\s+\d+\s+\d+$", out, re.MULTILINE), out
+
+
+def test_kiosk_run_prints_its_row() -> None:
+    out = _run(["bench.kiosk", "--backend", "sqlite", "--quick"], timeout=180)
+    # backend, kiosks, requests, ok, p50, p99, max
+    match = re.search(r"^sqlite\s+3\s+6\s+6\s+[\d.]+\s+[\d.]+\s+[\d.]+$", out, re.MULTILINE)
+    assert match is not None, out

@@ -208,7 +208,9 @@ def change_status(
     appt_id: str,
     status: str,
     reason: str | None,
+    kiosk_name: str | None = None,
 ) -> tuple[Appointment, AppointmentData]:
+    """``kiosk_name``: the check-in came from that kiosk (``actor`` is its id)."""
     appt = get_appointment(session, tenant, appt_id, lock=True)
     if status not in TRANSITIONS[appt.status]:
         raise Conflict(f"cannot change a {appt.status} appointment to {status}")
@@ -219,8 +221,16 @@ def change_status(
         appt.cancel_reason = reason
     appt.updated_at = utcnow()
     appt.version += 1
+    extra: dict[str, object] = {"kiosk_name": kiosk_name} if kiosk_name else {}
     data, _ = _emit(
-        session, clinic, appt, event_for_status(status), actor, was_live, previous_status=previous
+        session,
+        clinic,
+        appt,
+        event_for_status(status),
+        actor,
+        was_live,
+        previous_status=previous,
+        **extra,
     )
     session.commit()
     return appt, data

@@ -28,6 +28,7 @@ class Received:
     retain: bool
     content_type: str | None
     expiry: int | None
+    correlation: bytes | None = None
 
     def json(self) -> Any:
         return json.loads(self.payload)
@@ -86,6 +87,7 @@ class Probe:
                 bool(msg.retain),
                 getattr(props, "ContentType", None),
                 getattr(props, "MessageExpiryInterval", None),
+                getattr(props, "CorrelationData", None),
             )
         )
 
@@ -130,9 +132,14 @@ class Probe:
         return rc  # type: ignore[no-any-return]
 
     def publish(
-        self, topic: str, payload: str | bytes, qos: int = 1, retain: bool = False
+        self,
+        topic: str,
+        payload: str | bytes,
+        qos: int = 1,
+        retain: bool = False,
+        properties: Properties | None = None,
     ) -> ReasonCode:
-        info = self.client.publish(topic, payload, qos=qos, retain=retain)
+        info = self.client.publish(topic, payload, qos=qos, retain=retain, properties=properties)
         return self._wait_ack(info.mid)  # type: ignore[no-any-return]
 
     def wait_for(self, pred: Callable[[Received], bool], timeout: float = WAIT) -> Received:

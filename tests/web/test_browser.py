@@ -58,6 +58,7 @@ def web_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         tmp_path_factory.mktemp("web-stack"),
         HUB_WEB_DIST_DIR=str(dist),
         HUB_SESSION_TTL_SECONDS="30",
+        HUB_KIOSK_CREDENTIALS_TTL_SECONDS="30",
     )
     try:
         for tenant in (TENANT, OTHER_TENANT):
@@ -123,3 +124,9 @@ def test_demographics_billing_and_biopsy_alerts_in_the_browser(
     web_stack: Stack, broker_control: str
 ) -> None:
     _playwright("e2e/domains.spec.ts", web_stack, broker_control)
+
+
+def test_kiosk_enrollment_and_check_in_seen_live_at_the_front_desk(
+    web_stack: Stack, broker_control: str
+) -> None:
+    _playwright("e2e/kiosk.spec.ts", web_stack, broker_control)

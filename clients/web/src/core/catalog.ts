@@ -24,6 +24,8 @@ export interface Appointment {
   previousScheduledStart: DateTime | null;
   previousScheduledEnd: DateTime | null;
   cancelReason: string | null;
+  /** Set when a patient checked in at a kiosk (the event's actor is the kiosk's id). */
+  kioskName?: string | null;
 }
 
 export interface PatientUpdated {

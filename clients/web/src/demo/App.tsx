@@ -5,6 +5,7 @@ import { HubApi, HubClient } from "../core";
 import { CriticalAlerts, HubProvider, LiveIndicator, ToastProvider, useNotifications } from "../react";
 import { DEMO_STAFF, savedSession, signIn, signOut, type Role, type Session } from "./session";
 import { Billing } from "./views/Billing";
+import { Kiosks } from "./views/Kiosks";
 import { BiopsyTracking } from "./views/Biopsies";
 import { PatientChart, PatientList } from "./views/Patients";
 import { Schedule } from "./views/Schedule";
@@ -65,6 +66,7 @@ function Shell({ session, onSignOut }: { session: Session; onSignOut: () => void
   const chart = /^#\/patients\/([A-Za-z0-9_-]+)$/.exec(route);
   const nav: [string, string][] = [
     ["#/schedule", "Schedule"], ["#/patients", "Patients"], ["#/billing", "Billing"], ["#/biopsies", "Biopsies"],
+    ...(session.roles.includes("admin") ? ([["#/kiosks", "Kiosks"]] as [string, string][]) : []),
   ];
   return (
     <>
@@ -89,6 +91,7 @@ function Shell({ session, onSignOut }: { session: Session; onSignOut: () => void
           : route === "#/billing" ? <Billing session={session} />
           : route === "#/biopsies" ? <BiopsyTracking session={session} />
           : route === "#/notifications" ? <Tray />
+          : route === "#/kiosks" ? <Kiosks />
           : <Schedule session={session} />}
       </main>
     </>

@@ -4,9 +4,13 @@ import { createRoot } from "react-dom/client";
 import "../react/hub.css";
 import "./styles.css";
 import { App } from "./App";
+import { KioskApp } from "./kiosk/KioskApp";
+
+// /kiosk is the lobby device's screen; everything else is the staff app.
+const kiosk = location.pathname.replace(/\/+$/, "") === "/kiosk";
 
 createRoot(document.getElementById("root")!).render(
   <StrictMode>
-    <App />
+    {kiosk ? <KioskApp /> : <App />}
   </StrictMode>,
 );

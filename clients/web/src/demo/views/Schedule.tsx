@@ -26,7 +26,13 @@ export function Schedule({ session }: { session: Session }) {
     // An appointment moved to another day leaves today's schedule.
     removes: (e) => !isToday(e.data.scheduledStart),
     onApplied: (e) => {
-      if (e.actor !== session.user) toast({ title: VERBS[e.type], body: `${e.data.patientName} · ${time(e.data.scheduledStart)}` });
+      if (e.actor === session.user) return;
+      // A kiosk check-in names its kiosk (the event's actor is the kiosk's id).
+      if (e.type === "appointment:checkedin" && e.data.kioskName) {
+        toast({ title: "Checked in at the kiosk", body: `${e.data.patientName} · ${e.data.kioskName}`, tone: "success" });
+      } else {
+        toast({ title: VERBS[e.type], body: `${e.data.patientName} · ${time(e.data.scheduledStart)}` });
+      }
     },
     deps: [day],
   });

@@ -1,0 +1,224 @@
+"""The kiosk responder: answers kiosks' check-in requests over MQTT 5 request/response.
+
+Every api process runs one. They share the requests through one shared subscription
+(``$share/hub-kiosk/tenants/+/kiosks/+/requests``), so the broker hands each request to
+one of them; the answer row's key (kiosk, correlation data) keeps a request that is
+delivered twice (a redelivery after a crash) from being answered differently or checking
+anyone in twice. The answer goes to the request's response topic, only when that is the
+kiosk's own, with its correlation data.
+
+Logs name kiosks and outcomes, never what a patient typed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aiomqtt
+import anyio.to_thread
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from sqlalchemy.orm import Session, sessionmaker
+
+from api.domain import kiosks
+from api.domain.appointments import Clinic
+from hub.mosquitto import KIOSK_SHARE_GROUP
+from hub.service import BackgroundService
+from hub.topics import KIOSK_REQUESTS_FILTER, kiosk_responses_topic, validate_id, validate_tenant
+
+log = logging.getLogger("api.kiosk_responder")
+
+SUBSCRIPTION = f"$share/{KIOSK_SHARE_GROUP}/{KIOSK_REQUESTS_FILTER}"
+ANSWER_EXPIRY_SECONDS = 60
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    tenant: str
+    kiosk_id: str
+    correlation: bytes
+    payload: bytes
+    deadline: float  # loop time after which the request has expired
+
+
+def parse_envelope(
+    topic: str, properties: Any, payload: bytes, received_at: float
+) -> Request | None:
+    """The request's addressing, or None when it deserves no answer at all: not a
+    kiosk request topic, a response topic that is not the kiosk's own, correlation
+    data missing or too long, or no message expiry (or more than 60 s)."""
+    parts = topic.split("/")
+    if len(parts) != 5 or parts[0] != "tenants" or parts[2] != "kiosks" or parts[4] != "requests":
+        return None
+    try:
+        tenant, kiosk_id = validate_tenant(parts[1]), validate_id(parts[3])
+    except ValueError:
+        return None
+    response_topic = getattr(properties, "ResponseTopic", None)
+    correlation = getattr(properties, "CorrelationData", None)
+    expiry = getattr(properties, "MessageExpiryInterval", None)
+    if response_topic != kiosk_responses_topic(tenant, kiosk_id).value:
+        return None
+    if not isinstance(correlation, bytes | bytearray) or not correlation:
+        return None
+    if len(correlation) > kiosks.MAX_CORRELATION_BYTES:
+        return None
+    if not isinstance(expiry, int) or not 0 < expiry <= kiosks.MAX_EXPIRY_SECONDS:
+        return None
+    return Request(tenant, kiosk_id, bytes(correlation), payload, received_at + expiry)
+
+
+class KioskResponder(BackgroundService):
+    """Subscribes to every kiosk's requests (shared) and answers them. Starts once
+    ``ready`` is set (the broker bootstrap gave the service account its ACLs)."""
+
+    _task_name = "hub-kiosk-responder"
+
+    def __init__(
+        self,
+        *,
+        sessions: sessionmaker[Session],
+        clinic: Clinic,
+        host: str,
+        port: int,
+        username: str,
+        password: str,
+        window: kiosks.ArrivalWindow,
+        limit: kiosks.RateLimit,
+        ready: asyncio.Event | None = None,
+        concurrency: int = 8,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        super().__init__()
+        self._sessions = sessions
+        self._clinic = clinic
+        self._host = host
+        self._port = port
+        self._username = username
+        self._password = password
+        self._window = window
+        self._limit = limit
+        self._ready = ready
+        self._concurrency = concurrency
+        self._clock = clock
+        self.connected = False
+        self.answered = 0
+
+    def _now(self) -> float:
+        return self._clock() if self._clock else asyncio.get_running_loop().time()
+
+    async def _run(self) -> None:
+        if self._ready is not None:
+            await self._ready.wait()
+        delay = 0.2
+        while True:
+            try:
+                await self._serve()
+            except aiomqtt.MqttError as exc:
+                log.warning("kiosk responder: %s; reconnecting", exc)
+            except Exception:
+                log.exception("kiosk responder: unexpected error; reconnecting")
+            self.connected = False
+            await asyncio.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 2, 5.0)
+
+    async def _serve(self) -> None:
+        client = aiomqtt.Client(
+            self._host,
+            self._port,
+            username=self._username,
+            password=self._password,
+            identifier=f"hub-kiosk-{uuid.uuid4().hex[:12]}",
+            protocol=aiomqtt.ProtocolVersion.V5,
+            clean_start=True,
+            keepalive=15,
+            timeout=10,
+        )
+        slots = asyncio.Semaphore(self._concurrency)
+        tasks: set[asyncio.Task[None]] = set()
+        async with client:
+            codes = await client.subscribe(SUBSCRIPTION, qos=1)
+            if any(getattr(c, "is_failure", False) for c in codes or ()):
+                raise aiomqtt.MqttError(f"the broker refused {SUBSCRIPTION}: {codes}")
+            self.connected = True
+            log.info("kiosk responder subscribed to %s", SUBSCRIPTION)
+            try:
+                async for message in client.messages:
+                    payload = message.payload
+                    if not isinstance(payload, bytes):
+                        continue
+                    request = parse_envelope(
+                        message.topic.value, message.properties, payload, self._now()
+                    )
+                    if request is None:
+                        continue  # no answer: nowhere legitimate to send one
+                    await slots.acquire()
+                    task = asyncio.create_task(self._handle(client, request, slots))
+                    tasks.add(task)
+                    task.add_done_callback(tasks.discard)
+            finally:
+                for task in list(tasks):
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _handle(
+        self, client: aiomqtt.Client, request: Request, slots: asyncio.Semaphore
+    ) -> None:
+        try:
+            if self._now() > request.deadline:
+                return
+            answer = await anyio.to_thread.run_sync(self._answer, request)
+            if answer is None or self._now() > request.deadline:
+                # Unknown or disabled kiosk, or the request expired meanwhile. (A
+                # check-in that committed stays committed; the kiosk asks again and
+                # reads the same answer back.)
+                return
+            props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+            props.ContentType = "application/json"
+            props.CorrelationData = request.correlation
+            props.MessageExpiryInterval = ANSWER_EXPIRY_SECONDS
+            await client.publish(
+                kiosk_responses_topic(request.tenant, request.kiosk_id).value,
+                json.dumps(answer.body).encode(),
+                qos=1,
+                properties=props,
+            )
+            self.answered += 1
+            log.info(
+                "kiosk %s/%s: %s%s",
+                request.tenant,
+                request.kiosk_id,
+                answer.outcome,
+                " (repeated)" if answer.repeated else "",
+            )
+        except aiomqtt.MqttError as exc:
+            log.warning("kiosk responder could not answer: %s", exc)
+        except Exception:
+            log.exception("kiosk responder failed on a request of %s", request.kiosk_id)
+        finally:
+            slots.release()
+
+    def _answer(self, request: Request) -> kiosks.Answer | None:
+        with self._sessions() as session:
+            if kiosks.enabled_kiosk(session, request.tenant, request.kiosk_id) is None:
+                return None
+            parsed = kiosks.parse_request(request.payload)
+            if parsed is None:
+                return kiosks.Answer(dict(kiosks.INVALID))  # nothing is written
+            return kiosks.check_in(
+                session,
+                self._clinic,
+                tenant=request.tenant,
+                kiosk_id=request.kiosk_id,
+                correlation=request.correlation,
+                request=parsed,
+                window=self._window,
+                limit=self._limit,
+            )

@@ -1,0 +1,213 @@
+"""Kiosk check-in over MQTT 5 request/response, against the real broker and database:
+matching, every refusal reason, repeated correlation data, bad input, the lock-out."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from tests.support.clinic import Clinic
+from tests.support.kiosk import KioskDevice, check_in_body, nothing_for, request_properties
+
+NOW = lambda: datetime.now(UTC).replace(microsecond=0)  # noqa: E731
+
+
+def status_of(clinic: Clinic, appt_id: str) -> str:
+    r = clinic.stack.http(clinic.front_desk).get(f"/appointments/{appt_id}")
+    assert r.status_code == 200, r.text
+    return str(r.json()["status"])
+
+
+def checkins(clinic: Clinic) -> list[dict[str, Any]]:
+    r = clinic.stack.http(clinic.front_desk).get(
+        "/events", params={"after": 0, "types": "appointment:checkedin"}
+    )
+    assert r.status_code == 200, r.text
+    return r.json()["events"]  # type: ignore[no-any-return]
+
+
+def patient(clinic: Clinic, first: str, last: str, dob: str) -> str:
+    return str(
+        clinic.post(
+            clinic.front_desk,
+            "/patients",
+            {"firstName": first, "lastName": last, "dateOfBirth": dob},
+        )["id"]
+    )
+
+
+def test_check_in_by_name_and_birth_date_commits_the_event_with_the_kiosk_as_actor(
+    clinic: Clinic,
+) -> None:
+    appt = clinic.book(start=NOW() + timedelta(minutes=20))
+    kiosk = KioskDevice.enroll(clinic, name="North lobby")
+    desk = clinic.stack.connected_probe(clinic.front_desk)
+    assert desk.subscribe(f"tenants/{clinic.tenant}/patients/+/appointment/#").value == 1
+    probe = kiosk.connect()
+    try:
+        # Case and accents do not matter.
+        answer = kiosk.ask(probe, check_in_body("LOVÉLACE", "1985-12-10"))
+        assert answer["ok"] is True
+        shown = answer["appointment"]
+        assert set(shown) == {"scheduledStart", "providerName", "patientDisplayName"}
+        assert datetime.fromisoformat(shown["scheduledStart"]) == datetime.fromisoformat(
+            appt["scheduledStart"]
+        )
+        assert shown["providerName"] == "Dr. One"
+        assert shown["patientDisplayName"] == "Ada L."  # first name and last initial only
+        event = desk.wait_event("appointment:checkedin", appt["id"]).json()
+        assert event["actor"] == kiosk.id
+        assert event["data"]["kioskName"] == "North lobby"
+        assert status_of(clinic, appt["id"]) == "checked_in"
+        # The kiosk's last contact is kept.
+        listed = clinic.stack.http(clinic.admin).get("/kiosks").json()
+        assert listed[0]["lastSeenAt"] is not None
+        assert listed[0]["enrolledAt"] is not None
+    finally:
+        probe.close()
+        desk.close()
+
+
+def test_repeated_correlation_data_gets_the_same_answer_and_checks_in_once(
+    clinic: Clinic,
+) -> None:
+    clinic.book(start=NOW() + timedelta(minutes=5))
+    kiosk = KioskDevice.enroll(clinic)
+    probe = kiosk.connect()
+    try:
+        corr = kiosk.send(probe)
+        first = kiosk.answer(probe, corr)
+        assert first["ok"] is True
+        for _ in range(3):
+            assert kiosk.answer(probe, kiosk.send(probe, correlation=corr)) == first
+        # A new request for the same patient: already checked in.
+        assert kiosk.ask(probe) == {"ok": False, "reason": "already_checked_in"}
+        assert len(checkins(clinic)) == 1
+    finally:
+        probe.close()
+
+
+def test_every_refusal_reason(clinic: Clinic) -> None:
+    now = NOW()
+    kiosk = KioskDevice.enroll(clinic)
+    # Twins: same last name and birth date, both booked today.
+    twin_a = patient(clinic, "Castor", "Dioskouri", "1990-01-01")
+    twin_b = patient(clinic, "Pollux", "Dioskouri", "1990-01-01")
+    clinic.book(start=now + timedelta(minutes=10), patient_id=twin_a)
+    clinic.book(start=now + timedelta(minutes=10), patient_id=twin_b)
+    # Too early: three hours ahead (the window opens 60 minutes before).
+    early = patient(clinic, "Grace", "Hopper", "1906-12-09")
+    clinic.book(start=now + timedelta(hours=3), patient_id=early)
+    # Another location's appointment does not match this kiosk.
+    probe = kiosk.connect()
+    try:
+        assert kiosk.ask(probe, check_in_body("Nobody", "2000-01-01"))["reason"] == "no_match"
+        assert kiosk.ask(probe, check_in_body("Dioskouri", "1990-01-01"))["reason"] == "ambiguous"
+        assert kiosk.ask(probe, check_in_body("Hopper", "1906-12-09"))["reason"] == "outside_window"
+        # The right name with the wrong birth date is no match either.
+        assert kiosk.ask(probe, check_in_body("Hopper", "1906-12-10"))["reason"] == "no_match"
+        assert checkins(clinic) == []
+    finally:
+        probe.close()
+
+
+def test_five_failures_lock_the_kiosk_and_notify_the_front_desk(clinic: Clinic) -> None:
+    r = clinic.stack.http(clinic.admin).post(
+        "/staff", json={"id": "fd-1", "name": "Front Desk", "roles": ["front_desk"]}
+    )
+    assert r.status_code == 201, r.text
+    clinic.book(start=NOW() + timedelta(minutes=5))
+    kiosk = KioskDevice.enroll(clinic, name="Lobby B")
+    desk = clinic.stack.connected_probe(clinic.front_desk)
+    assert desk.subscribe(f"tenants/{clinic.tenant}/users/fd-1/notifications/+").value == 1
+    probe = kiosk.connect()
+    try:
+        for i in range(5):
+            assert (
+                kiosk.ask(probe, check_in_body(f"Guess{i}", "1970-01-01"))["reason"] == "no_match"
+            )
+        # Locked: even the right patient is told to see the front desk.
+        assert kiosk.ask(probe) == {"ok": False, "reason": "rate_limited"}
+        note = desk.wait_for(lambda m: "/notifications/" in m.topic).json()
+        assert note["kind"] == "kiosk_locked"
+        assert note["entityId"] == kiosk.id
+        assert "Lobby B" in note["title"]
+        listed = clinic.stack.http(clinic.front_desk).get("/notifications").json()
+        assert any(n["kind"] == "kiosk_locked" for n in listed["notifications"])
+        assert checkins(clinic) == []
+    finally:
+        probe.close()
+        desk.close()
+
+
+BAD_INPUT = [
+    b"{not json",
+    b"\xff\xfe",
+    json.dumps([1, 2]).encode(),
+    json.dumps({"type": "check_out", "lastName": "Lovelace", "dateOfBirth": "1985-12-10"}),
+    json.dumps({"type": "check_in", "dateOfBirth": "1985-12-10"}),
+    json.dumps({"type": "check_in", "lastName": "Lovelace"}),
+    json.dumps({"type": "check_in", "lastName": "", "dateOfBirth": "1985-12-10"}),
+    json.dumps({"type": "check_in", "lastName": "L" * 101, "dateOfBirth": "1985-12-10"}),
+    json.dumps({"type": "check_in", "lastName": 42, "dateOfBirth": "1985-12-10"}),
+    json.dumps({"type": "check_in", "lastName": "Lovelace", "dateOfBirth": "1985-02-30"}),
+    json.dumps({"type": "check_in", "lastName": "Lovelace", "dateOfBirth": "10.12.1985"}),
+    json.dumps({"type": "check_in", "lastName": "Lovelace", "dateOfBirth": "1985-12-10", "x": 1}),
+    json.dumps(
+        {"type": "check_in", "lastName": "Lovelace", "dateOfBirth": "1985-12-10", "p": "x" * 5000}
+    ),
+]
+
+
+def test_bad_input_is_answered_invalid_and_writes_nothing(clinic: Clinic) -> None:
+    appt = clinic.book(start=NOW() + timedelta(minutes=5))
+    kiosk = KioskDevice.enroll(clinic)
+    probe = kiosk.connect()
+    try:
+        used = []
+        for body in BAD_INPUT:
+            corr = kiosk.send(probe, body)
+            assert kiosk.answer(probe, corr) == {"ok": False, "reason": "invalid"}, body
+            used.append(corr)
+        assert status_of(clinic, appt["id"]) == "scheduled"
+        # Nothing was recorded: not as failures (no lock-out after 13), and not as
+        # answers (a valid request reusing a correlation id is answered afresh).
+        assert kiosk.answer(probe, kiosk.send(probe, correlation=used[0]))["ok"] is True
+        assert len(checkins(clinic)) == 1
+    finally:
+        probe.close()
+
+
+@pytest.mark.parametrize(
+    ("response_topic", "correlation", "expiry"),
+    [
+        (None, b"c1", 30),
+        ("own", None, 30),
+        ("own", b"x" * 200, 30),
+        ("own", b"c2", None),
+        ("own", b"c3", 120),
+    ],
+    ids=["no-response-topic", "no-correlation", "long-correlation", "no-expiry", "expiry-over-60s"],
+)
+def test_requests_without_proper_addressing_get_no_answer(
+    clinic: Clinic, response_topic: str | None, correlation: bytes | None, expiry: int | None
+) -> None:
+    appt = clinic.book(start=NOW() + timedelta(minutes=5))
+    kiosk = KioskDevice.enroll(clinic)
+    probe = kiosk.connect()
+    try:
+        rc = probe.publish(
+            kiosk.requests,
+            json.dumps(check_in_body()),
+            properties=request_properties(
+                kiosk.responses if response_topic == "own" else response_topic, correlation, expiry
+            ),
+        )
+        assert not rc.is_failure
+        assert nothing_for(probe, 1.5) == []
+        assert status_of(clinic, appt["id"]) == "scheduled"
+    finally:
+        probe.close()
