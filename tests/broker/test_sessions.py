@@ -12,14 +12,23 @@ from pathlib import Path
 
 import pytest
 
-from tests.broker.hubauth import CONTROL_RESPONSE, ORDERS, HubBroker, Token, control, rule
-from tests.support.mqtt import Probe
+from tests.broker.hubauth import (
+    CONTROL_RESPONSE,
+    ORDERS,
+    HubBroker,
+    Token,
+    control,
+    rule,
+    wait_until,
+)
 
 EXPIRY = 3600
 
 
 @pytest.fixture(params=ORDERS)
-def broker(plugin_built: None, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[HubBroker]:
+def broker(
+    plugin_built: None, request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[HubBroker]:
     b = HubBroker(tmp_path / "broker", order=request.param)
     b.start()
     yield b
@@ -66,7 +75,7 @@ def back_online(broker: HubBroker, token: Token, tenant: str) -> list[bytes]:
     try:
         assert back.session_present
         publish(broker, (f"tenants/{tenant}/patients/p-1/marker", b"marker"))
-        got = []
+        got: list[bytes] = []
         while not got or got[-1] != b"marker":
             got.append(back.wait_for(lambda m: True).payload)
         return got
@@ -95,7 +104,9 @@ def test_a_revoked_restored_session_gets_nothing_more(broker: HubBroker) -> None
     admin = broker.admin()
     assert not admin.connect().is_failure
     assert not admin.subscribe(CONTROL_RESPONSE).is_failure
-    (answer,) = control(admin, {"command": "revoke", "jti": token.claims["jti"], "until": token.claims["exp"]})
+    (answer,) = control(
+        admin, {"command": "revoke", "jti": token.claims["jti"], "until": token.claims["exp"]}
+    )
     admin.close()
     assert "error" not in answer
     time.sleep(0.5)  # the entry goes on the next TICK
@@ -123,3 +134,15 @@ def test_a_tampered_sessions_file_loses_only_that_entry(broker: HubBroker) -> No
     publish(broker, (f"tenants/{tenant}/patients/p-1/claim/c-2/created", b"queued"))
     assert back_online(broker, tampered, tenant) == [b"marker"]
     assert back_online(broker, intact, tenant) == [b"queued", b"marker"]
+
+
+def test_sessions_wait_for_a_keys_file_that_appears_after_the_start(broker: HubBroker) -> None:
+    tenant = f"t{uuid.uuid4().hex[:6]}"
+    token = offline_session(broker, tenant)
+    broker.stop()
+    broker.keys_file.unlink()
+    broker.start()
+    broker.write_jwks(broker.keys)
+    assert wait_until(lambda: "once keys were loaded" in broker.log(), timeout=5)
+    publish(broker, (f"tenants/{tenant}/patients/p-1/claim/c-2/created", b"queued"))
+    assert back_online(broker, token, tenant) == [b"queued", b"marker"]
