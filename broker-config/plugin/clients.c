@@ -7,6 +7,7 @@ void clients_entry_free(struct client_entry *entry)
 {
 	if(entry == NULL) return;
 	free(entry->claims.acl);
+	free(entry->token);
 	free(entry);
 }
 

@@ -15,10 +15,13 @@
 
 struct client_entry {
 	UT_hash_handle hh;
-	const void *connection; /* the broker's struct mosquitto */
+	const void *connection; /* the broker's struct mosquitto; NULL: restored from the
+	                         * sessions file and not yet bound to the restored context */
 	struct client_entry *next_kick; /* while being kicked */
 	bool kick; /* queued by a revocation */
 	bool offline; /* disconnected; its session may live on */
+	char *token; /* owned, or NULL: the raw token, kept for the sessions file when the
+	              * session may outlive a restart */
 	struct token_claims claims; /* claims.clientid is the key */
 };
 

@@ -6,7 +6,9 @@
  *     or acl is refused;
  *   - acl.c's matcher agrees with libmosquitto's, and a filter it says "covers"
  *     another never lets through a topic the covered one would not;
- *   - revocations (until, issuedBefore) agree with a model, also after save and load.
+ *   - revocations (until, issuedBefore) agree with a model, also after save and load;
+ *   - a sessions-file line survives format and parse unchanged, and a mutated or
+ *     random one parses into well-formed fields or not at all.
  * Usage: fuzz SEED INPUTS SECONDS. Exit 0 only when every invariant held. */
 #include <stdarg.h>
 #include <stdio.h>
@@ -24,6 +26,7 @@
 #include "hublog.h"
 #include "keys.h"
 #include "revoke.h"
+#include "sessions.h"
 #include "token.h"
 
 /* libmosquitto's reference implementations (libmosquitto1; no header installed). */
@@ -730,6 +733,51 @@ static void case_revocations(void)
 	revoke_free(&reloaded);
 }
 
+/* Sessions-file lines: format/parse round trip with arbitrary bytes in the client id
+ * and username; then byte mutations and random lines. */
+static void case_sessions(void)
+{
+	static char line[SESSIONS_LINE_MAX + 1];
+	char clientid[TOKEN_MAX_CLAIM + 1], username[TOKEN_MAX_CLAIM + 1];
+	struct expected e;
+	struct session_record rec;
+	size_t len, c_len = 1 + below(TOKEN_MAX_CLAIM), u_len = 1 + below(TOKEN_MAX_CLAIM);
+	cJSON *c = valid_claims(&e);
+
+	sign_claims(c, good_header, good_key, token);
+	cJSON_Delete(c);
+	for(size_t i = 0; i < c_len; i++) clientid[i] = (char)(1 + below(255));
+	for(size_t i = 0; i < u_len; i++) username[i] = (char)(1 + below(255));
+	clientid[c_len] = username[u_len] = '\0';
+	if(!sessions_format_line(clientid, username, token, line, sizeof(line), &len)){
+		fail("a valid session line not formatted", token);
+		return;
+	}
+	if(len == 0 || line[len - 1] != '\n' || memchr(line, '\n', len - 1)) fail("not one line", line);
+	if(!sessions_parse_line(line, len - 1, &rec)){
+		fail("a formatted session line does not parse", line);
+	}else{
+		if(strcmp(rec.clientid, clientid) || strcmp(rec.username, username) || strcmp(rec.token, token)){
+			fail("a session line changed in a round trip", line);
+		}
+		free(rec.token);
+	}
+	if(below(2)){
+		for(size_t i = 1 + below(4); i > 0; i--) line[below(len)] = (char)(1 + below(255));
+	}else{
+		len = 1 + below(64);
+		for(size_t i = 0; i < len; i++) line[i] = (char)(below(3) ? (size_t)(unsigned char)"s1 aZ-_.9 "[below(10)] : 1 + below(255));
+	}
+	if(sessions_parse_line(line, len, &rec)){
+		if(rec.clientid[0] == '\0' || rec.username[0] == '\0' || token_shape(rec.token) != TOKEN_JWS){
+			fail("a malformed session line parsed", line);
+		}
+		free(rec.token);
+	}else if(rec.token != NULL){
+		fail("a refused session line left a token", line);
+	}
+}
+
 int main(int argc, char **argv)
 {
 	uint64_t seed;
@@ -739,7 +787,7 @@ int main(int argc, char **argv)
 	void (*const cases[])(void) = {
 		case_valid_and_byte_mutations, case_valid_and_byte_mutations, case_headers, case_claims,
 		case_acl, case_odd_payloads, case_random_bytes, case_matching, case_matching,
-		case_acl_decisions, case_files, case_revocations,
+		case_acl_decisions, case_files, case_revocations, case_sessions,
 	};
 
 	if(argc != 4){

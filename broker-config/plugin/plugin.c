@@ -16,6 +16,7 @@
 #include "json_util.h"
 #include "keys.h"
 #include "revoke.h"
+#include "sessions.h"
 #include "token.h"
 
 #define CONTROL_TOPIC "$CONTROL/hub-auth/v1"
@@ -23,6 +24,7 @@
 #define CONTROL_MAX_PAYLOAD (64 * 1024)
 #define PRUNE_INTERVAL_S 60
 #define LEEWAY_MAX_S 300
+#define SESSIONS_SAVE_INTERVAL_S 2
 
 /* Built with -fvisibility=hidden: only the plugin entry points are exported. */
 #define EXPORT __attribute__((visibility("default")))
@@ -31,6 +33,7 @@ struct hub_auth {
 	mosquitto_plugin_id_t *id;
 	char *keys_file;
 	char *revocations_file;
+	char *sessions_file; /* NULL: sessions are not kept across restarts */
 	char *issuer;
 	char *audience;
 	int64_t leeway;
@@ -47,6 +50,13 @@ struct hub_auth {
 	/* Between a RELOAD and the next TICK, Mosquitto re-checks every known client's
 	 * credentials, offline sessions included: verify, but create no entries. */
 	bool reauth;
+
+	/* Sessions file: records read at start that wait for keys, and whether the table
+	 * changed since the last save. */
+	struct session_record *pending;
+	size_t pending_count;
+	bool sessions_dirty;
+	time_t last_sessions_save;
 };
 
 void hub_log(enum hub_log_level level, const char *fmt, ...)
@@ -102,6 +112,155 @@ static void reload_keys(struct hub_auth *st, bool force)
 	keys_free(st->keys);
 	st->keys = fresh;
 	hub_log(HUB_LOG_NOTICE, "hub-auth: loaded %zu key(s) from %s", fresh->count, st->keys_file);
+}
+
+/* ---- sessions file ---- */
+
+/* Verifies a record as a login would be (keys, signature, claims, expiry, revocation)
+ * and, if good, enters it as an offline entry not yet bound to a context. Takes the
+ * record's token. */
+static void restore_record(struct hub_auth *st, struct session_record *rec, int64_t now)
+{
+	struct token_claims claims;
+	struct token_expect expect = {
+		.issuer = st->issuer,
+		.audience = st->audience,
+		.username = rec->username,
+		.clientid = rec->clientid,
+		.now = now,
+		.leeway = st->leeway,
+	};
+	struct client_entry *entry;
+	const char *why = NULL;
+
+	if(!token_verify(rec->token, st->keys, &expect, &claims, &why)){
+		why = why ? why : "invalid";
+	}else if(revoke_matches(&st->revocations, claims.clientid, claims.jti, claims.iat, now)){
+		why = "revoked";
+		free(claims.acl);
+	}else if(clients_find(&st->clients, claims.clientid)){
+		why = "logged in again since";
+		free(claims.acl);
+	}
+	if(why){
+		hub_log(HUB_LOG_NOTICE, "hub-auth: session of %s not restored: %s", rec->clientid, why);
+		st->sessions_dirty = true;
+	}else if(!clients_put(&st->clients, NULL, &claims)
+			|| (entry = clients_find(&st->clients, rec->clientid)) == NULL){
+		hub_log(HUB_LOG_ERR, "hub-auth: session of %s not restored: out of memory", rec->clientid);
+		st->sessions_dirty = true;
+	}else{
+		entry->offline = true;
+		entry->token = rec->token;
+		rec->token = NULL;
+	}
+	free(rec->token);
+	rec->token = NULL;
+}
+
+static void verify_pending(struct hub_auth *st, int64_t now)
+{
+	size_t before = HASH_COUNT(st->clients.table);
+
+	for(size_t i = 0; i < st->pending_count; i++) restore_record(st, &st->pending[i], now);
+	hub_log(HUB_LOG_NOTICE, "hub-auth: restored %zu of %zu session(s) once keys were loaded",
+			(size_t)HASH_COUNT(st->clients.table) - before, st->pending_count);
+	free(st->pending);
+	st->pending = NULL;
+	st->pending_count = 0;
+}
+
+struct load_ctx {
+	struct hub_auth *st;
+	int64_t now;
+	size_t cap;
+	bool oom;
+};
+
+static void take_record(struct session_record *rec, void *arg)
+{
+	struct load_ctx *ctx = arg;
+	struct hub_auth *st = ctx->st;
+
+	if(st->keys){
+		restore_record(st, rec, ctx->now);
+		return;
+	}
+	/* No keys yet (the keys file appears later): keep it, verify it once they load. */
+	if(st->pending_count == ctx->cap){
+		size_t cap = ctx->cap ? ctx->cap * 2 : 64;
+		struct session_record *grown = realloc(st->pending, cap * sizeof(*grown));
+		if(grown == NULL){
+			ctx->oom = true;
+			free(rec->token);
+			return;
+		}
+		st->pending = grown;
+		ctx->cap = cap;
+	}
+	st->pending[st->pending_count++] = *rec;
+	rec->token = NULL;
+}
+
+static void load_sessions(struct hub_auth *st, int64_t now)
+{
+	struct load_ctx ctx = {.st = st, .now = now};
+	size_t bad = 0;
+
+	if(!sessions_load(st->sessions_file, take_record, &ctx, &bad)){
+		hub_log(HUB_LOG_WARNING, "hub-auth: sessions file %s not readable: %s; no sessions restored",
+				st->sessions_file, strerror(errno));
+		return;
+	}
+	if(bad || ctx.oom){
+		hub_log(HUB_LOG_WARNING, "hub-auth: sessions file %s: %zu malformed line(s) skipped%s",
+				st->sessions_file, bad, ctx.oom ? ", some entries dropped (out of memory)" : "");
+		st->sessions_dirty = true;
+	}
+	hub_log(HUB_LOG_NOTICE, "hub-auth: %zu session(s) restored from %s, %zu waiting for keys",
+			(size_t)HASH_COUNT(st->clients.table), st->sessions_file, st->pending_count);
+}
+
+struct save_iter {
+	struct hub_auth *st;
+	struct client_entry *next;
+	size_t pending;
+	int64_t now;
+};
+
+static bool next_session(void *arg, const char **clientid, const char **username, const char **token)
+{
+	struct save_iter *it = arg;
+
+	while(it->next){
+		struct client_entry *entry = it->next;
+		it->next = entry->hh.next;
+		if(entry->token && !entry->kick && entry->claims.exp > it->now){
+			*clientid = entry->claims.clientid;
+			*username = entry->claims.username;
+			*token = entry->token;
+			return true;
+		}
+	}
+	while(it->pending < it->st->pending_count){
+		struct session_record *rec = &it->st->pending[it->pending++];
+		if(rec->token){
+			*clientid = rec->clientid;
+			*username = rec->username;
+			*token = rec->token;
+			return true;
+		}
+	}
+	return false;
+}
+
+static void save_sessions(struct hub_auth *st, int64_t now)
+{
+	struct save_iter it = {.st = st, .next = st->clients.table, .now = now};
+	size_t written;
+
+	st->last_sessions_save = (time_t)now;
+	if(sessions_save(st->sessions_file, next_session, &it, &written)) st->sessions_dirty = false;
 }
 
 /* ---- callbacks ---- */
@@ -160,7 +319,10 @@ static int on_basic_auth(int event, void *event_data, void *userdata)
 		hub_log(HUB_LOG_NOTICE, "hub-auth: refused %s: %s", clientid ? clientid : "?", why);
 		/* A re-check after a reload that fails: the connection is closed; its session
 		 * gets nothing more. */
-		if(st->reauth && clientid) clients_remove(&st->clients, clientid, ed->client);
+		if(st->reauth && clientid){
+			clients_remove(&st->clients, clientid, ed->client);
+			st->sessions_dirty = true;
+		}
 		return MOSQ_ERR_AUTH;
 	}
 	if(st->reauth){
@@ -169,9 +331,25 @@ static int on_basic_auth(int event, void *event_data, void *userdata)
 		free(claims.acl);
 		return MOSQ_ERR_SUCCESS;
 	}
-	if(!clients_put(&st->clients, ed->client, &claims)){
-		hub_log(HUB_LOG_ERR, "hub-auth: refused %s: out of memory", clientid ? clientid : "?");
-		return MOSQ_ERR_AUTH;
+	{
+		struct client_entry *old = clients_find(&st->clients, claims.clientid), *entry;
+		bool had_token = old && old->token;
+		if(!clients_put(&st->clients, ed->client, &claims)){
+			hub_log(HUB_LOG_ERR, "hub-auth: refused %s: out of memory", clientid ? clientid : "?");
+			if(had_token) st->sessions_dirty = true;
+			return MOSQ_ERR_AUTH;
+		}
+		/* A session that may outlive a restart: keep the token for the sessions file. */
+		if(st->sessions_file && !mosquitto_client_clean_session(ed->client)){
+			entry = clients_find(&st->clients, claims.clientid);
+			if(entry) entry->token = strdup(ed->password);
+			if(entry && entry->token == NULL){
+				hub_log(HUB_LOG_WARNING, "hub-auth: %s: out of memory; its session is not kept "
+						"across a restart", claims.clientid);
+			}
+			if(entry && entry->token) st->sessions_dirty = true;
+		}
+		if(had_token) st->sessions_dirty = true;
 	}
 	return MOSQ_ERR_SUCCESS;
 }
@@ -184,7 +362,7 @@ static int on_acl_check(int event, void *event_data, void *userdata)
 	struct hub_auth *st = userdata;
 	const char *clientid = mosquitto_client_id(ed->client);
 	const char *username;
-	const struct client_entry *entry;
+	struct client_entry *entry;
 	enum acl_access access;
 
 	(void)event;
@@ -197,9 +375,16 @@ static int on_acl_check(int event, void *event_data, void *userdata)
 	 * client id whose login this plugin never saw (Dynamic Security loaded first):
 	 * that one's username is not the token's (token usernames hold a ':', the hub's
 	 * accounts do not). */
-	if(entry == NULL || entry->connection != ed->client) return MOSQ_ERR_PLUGIN_DEFER;
+	if(entry == NULL || (entry->connection != ed->client && entry->connection != NULL)){
+		return MOSQ_ERR_PLUGIN_DEFER;
+	}
 	username = mosquitto_client_username(ed->client);
 	if(username == NULL || strcmp(username, entry->claims.username) != 0) return MOSQ_ERR_PLUGIN_DEFER;
+	/* An entry restored from the sessions file: the session Mosquitto restored for this
+	 * client id, with the token's username (a Dynamic Security account never has a
+	 * ':', so never matches), is the token's. Bind it; from here it is an offline
+	 * entry like any other, until the client logs in again. */
+	if(entry->connection == NULL) entry->connection = ed->client;
 
 	switch(ed->access){
 		case MOSQ_ACL_UNSUBSCRIBE:
@@ -247,6 +432,7 @@ static int on_tick(int event, void *event_data, void *userdata)
 	if(new_second){
 		st->last_second = now;
 		reload_keys(st, false);
+		if(st->pending_count > 0 && st->keys) verify_pending(st, (int64_t)now);
 		if(now - st->last_prune >= PRUNE_INTERVAL_S){
 			revoke_prune(&st->revocations, (int64_t)now);
 			st->last_prune = now;
@@ -261,8 +447,12 @@ static int on_tick(int event, void *event_data, void *userdata)
 					due->kick ? "revoked" : "token expired");
 			mosquitto_kick_client_by_clientid(due->claims.clientid, false);
 		}
+		if(due->token) st->sessions_dirty = true;
 		clients_entry_free(due);
 		due = next;
+	}
+	if(new_second && st->sessions_dirty && now - st->last_sessions_save >= SESSIONS_SAVE_INTERVAL_S){
+		save_sessions(st, (int64_t)now);
 	}
 	return MOSQ_ERR_SUCCESS;
 }
@@ -441,6 +631,8 @@ static int read_options(struct hub_auth *st, const struct mosquitto_opt *options
 			rc = set_string(&st->keys_file, value);
 		}else if(strcasecmp(key, "revocations_file") == 0){
 			rc = set_string(&st->revocations_file, value);
+		}else if(strcasecmp(key, "sessions_file") == 0){
+			rc = set_string(&st->sessions_file, value);
 		}else if(strcasecmp(key, "issuer") == 0){
 			rc = set_string(&st->issuer, value);
 		}else if(strcasecmp(key, "audience") == 0){
@@ -477,6 +669,9 @@ static void free_state(struct hub_auth *st)
 	keys_free(st->keys);
 	free(st->keys_file);
 	free(st->revocations_file);
+	free(st->sessions_file);
+	for(size_t i = 0; i < st->pending_count; i++) free(st->pending[i].token);
+	free(st->pending);
 	free(st->issuer);
 	free(st->audience);
 	free(st);
@@ -533,6 +728,13 @@ EXPORT int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userd
 		return MOSQ_ERR_INVAL;
 	}
 	reload_keys(st, true);
+	if(st->sessions_file){
+		load_sessions(st, (int64_t)now);
+	}else{
+		hub_log(HUB_LOG_WARNING, "hub-auth: no plugin_opt_sessions_file: after a restart, offline "
+				"token sessions get no messages until their clients log in again");
+	}
+	st->last_sessions_save = now;
 	st->last_second = now;
 	st->last_prune = now;
 	for(size_t i = 0; i < CALLBACK_COUNT; i++){
@@ -559,6 +761,7 @@ EXPORT int mosquitto_plugin_cleanup(void *userdata, struct mosquitto_opt *option
 	(void)option_count;
 	if(st == NULL) return MOSQ_ERR_SUCCESS;
 	unregister(st, CALLBACK_COUNT);
+	if(st->sessions_file) save_sessions(st, (int64_t)time(NULL));
 	free_state(st);
 	return MOSQ_ERR_SUCCESS;
 }

@@ -110,6 +110,7 @@ class HubBroker:
         self.order = order
         self.keys_file = data_dir / "jwks.json"
         self.revocations_file = data_dir / "revocations.json"
+        self.sessions_file = data_dir / "hub-auth-sessions"
         self.dynsec_file = data_dir / "dynamic-security.json"
         self.admin_password = secrets.token_urlsafe(24)
         self.publisher_password = secrets.token_urlsafe(24)
@@ -163,6 +164,7 @@ class HubBroker:
             f"plugin {PLUGIN_SO}",
             f"plugin_opt_keys_file {self.keys_file}",
             f"plugin_opt_revocations_file {self.revocations_file}",
+            f"plugin_opt_sessions_file {self.sessions_file}",
             f"plugin_opt_issuer {ISSUER}",
         ]
         dynsec = [
@@ -195,6 +197,10 @@ class HubBroker:
     def restart(self) -> None:
         self.stop()
         self.start()
+
+    def kill(self) -> None:
+        """SIGKILL: a crash."""
+        self.process.kill()
 
     def log(self) -> str:
         return (self.data_dir / "broker.log").read_text(encoding="utf-8", errors="replace")
