@@ -82,6 +82,12 @@ class BrokerLayout:
         return self.state_dir / "revocations.json"
 
     @property
+    def sessions_file(self) -> Path:
+        """The tokens of persistent sessions, so their queues keep filling across a
+        broker restart (the plugin writes it, mode 0600: tokens are credentials)."""
+        return self.state_dir / "hub-auth-sessions"
+
+    @property
     def secrets_dir(self) -> Path:
         return self.data_dir / "secrets"
 
@@ -234,6 +240,7 @@ def render_config(
         f"plugin {find_auth_plugin(auth_plugin)}",
         f"plugin_opt_keys_file {jwks_file or layout.jwks_file}",
         f"plugin_opt_revocations_file {layout.revocations_file}",
+        f"plugin_opt_sessions_file {layout.sessions_file}",
         f"plugin_opt_issuer {token_issuer}",
         f"plugin {find_dynsec_plugin(plugin)}",
         f"plugin_opt_config_file {layout.dynsec_file}",
