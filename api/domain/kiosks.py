@@ -126,7 +126,7 @@ def list_kiosks(session: Session, tenant: str) -> list[Kiosk]:
 
 
 def disable(session: Session, *, tenant: str, kiosk_id: str) -> Kiosk:
-    kiosk = session.get(Kiosk, (tenant, kiosk_id), with_for_update=True)
+    kiosk = session.get(Kiosk, (tenant, kiosk_id), with_for_update=True, populate_existing=True)
     if kiosk is None:
         raise NotFound(f"kiosk {kiosk_id} not found")
     if kiosk.disabled_at is None:
@@ -380,7 +380,9 @@ def check_in(
     if previous is not None:
         return Answer(json.loads(previous.answer), repeated=True)
     # The kiosk's row lock serialises its requests (PostgreSQL; SQLite has one writer).
-    kiosk = session.get(Kiosk, (tenant, kiosk_id), with_for_update=True)
+    # populate_existing: the kiosk may already be in the identity map (enabled_kiosk),
+    # as it was before the lock; its lock-out and disabled state must be read afresh.
+    kiosk = session.get(Kiosk, (tenant, kiosk_id), with_for_update=True, populate_existing=True)
     if kiosk is None or kiosk.disabled_at is not None or kiosk.secret_hash is None:
         return None
     previous = session.get(KioskAnswer, (tenant, kiosk_id, key))

@@ -211,3 +211,39 @@ def test_requests_without_proper_addressing_get_no_answer(
         assert status_of(clinic, appt["id"]) == "scheduled"
     finally:
         probe.close()
+
+
+def test_concurrent_check_ins_of_one_appointment_check_in_once(clinic: Clinic) -> None:
+    """Two kiosks and the front desk check the same patient in at once: one wins, the
+    others see the new state (already_checked_in, or 409), and no status is overwritten."""
+    first, second = KioskDevice.enroll(clinic), KioskDevice.enroll(clinic)
+    probes = [first.connect(), second.connect()]
+    desk = clinic.stack.http(clinic.front_desk)
+    try:
+        for round_ in range(4):
+            last = f"Racer{chr(ord('a') + round_)}"
+            pid = patient(clinic, "Rita", last, "1970-05-05")
+            appt = clinic.book(start=NOW() + timedelta(minutes=10), patient_id=pid)
+            body = check_in_body(last, "1970-05-05")
+            corrs = [first.send(probes[0], body), second.send(probes[1], body)]
+            with_desk = round_ % 2 == 1
+            r = (
+                desk.post(f"/appointments/{appt['id']}/status", json={"status": "checked_in"})
+                if with_desk
+                else None
+            )
+            answers = [first.answer(probes[0], corrs[0]), second.answer(probes[1], corrs[1])]
+            oks = [a for a in answers if a["ok"]]
+            desk_won = r is not None and r.status_code == 200
+            if r is not None:
+                assert r.status_code in (200, 409), r.text
+            assert len(oks) + int(desk_won) == 1, (answers, r and r.status_code)
+            for a in answers:
+                if not a["ok"]:
+                    assert a == {"ok": False, "reason": "already_checked_in"}
+            assert status_of(clinic, appt["id"]) == "checked_in"
+            events = [e for e in checkins(clinic) if e["entityId"] == appt["id"]]
+            assert len(events) == 1
+    finally:
+        for p in probes:
+            p.close()
