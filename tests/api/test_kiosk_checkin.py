@@ -8,7 +8,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
 
+from api.domain.kiosks import prune_answers
+from api.models import KioskAnswer
 from tests.support.clinic import Clinic
 from tests.support.kiosk import KioskDevice, check_in_body, nothing_for, request_properties
 
@@ -88,6 +92,35 @@ def test_repeated_correlation_data_gets_the_same_answer_and_checks_in_once(
         assert len(checkins(clinic)) == 1
     finally:
         probe.close()
+    # The rows keep the outcome and the appointment id, nothing the answer showed; the
+    # repeat above was rebuilt from the appointment. Rows older than a day are pruned.
+    engine = sa.create_engine(clinic.stack.db.url)
+    try:
+        with Session(engine) as session:
+            rows = session.scalars(
+                sa.select(KioskAnswer).where(KioskAnswer.kiosk_id == kiosk.id)
+            ).all()
+            assert sorted(r.outcome for r in rows) == ["already_checked_in", "ok"]
+            columns = set(sa.inspect(KioskAnswer).columns.keys())
+            assert columns == {
+                "tenant",
+                "kiosk_id",
+                "correlation_hash",
+                "outcome",
+                "appointment_id",
+                "created_at",
+            }
+            ok = next(r for r in rows if r.outcome == "ok")
+            ok.created_at -= timedelta(days=1, minutes=1)
+            session.commit()
+            assert prune_answers(session) >= 1
+            session.commit()
+            left = session.scalars(
+                sa.select(KioskAnswer.outcome).where(KioskAnswer.kiosk_id == kiosk.id)
+            ).all()
+            assert left == ["already_checked_in"]
+    finally:
+        engine.dispose()
 
 
 def test_every_refusal_reason(clinic: Clinic) -> None:
