@@ -182,6 +182,15 @@ def authenticate(session: Session, secret: str) -> Kiosk | None:
     return kiosk
 
 
+def is_disabled(session: Session, tenant: str, kiosk_id: str) -> bool:
+    """Read from the database, not the identity map: is the kiosk disabled now?"""
+    disabled_at = session.scalar(
+        select(Kiosk.disabled_at).where(Kiosk.tenant == tenant, Kiosk.id == kiosk_id)
+    )
+    session.commit()
+    return disabled_at is not None
+
+
 def forget_ended_session(session: Session, client_id: str) -> None:
     """Delete the ended broker session of a kiosk's client id (expired, so nothing about
     it is still enforced), so that a new one can take the same id."""

@@ -195,6 +195,12 @@ async def credentials(
                 kind="kiosk",
                 acl=acl,
             )
+    # A disable that committed while this was issued may have revoked the client id
+    # before the credential existed: look again, and revoke once more if so. (A
+    # disable committing after this read revokes after the issue itself.)
+    if await anyio.to_thread.run_sync(kiosks.is_disabled, db, tenant, kiosk.id):
+        await runtime.issuer.revoke_client_ids(tenant, [client_id])
+        raise Unauthorized("unknown device secret, or the kiosk is disabled")
     return KioskCredentialsOut(
         client_id=issued.client_id,
         username=issued.username,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import sqlalchemy as sa
@@ -111,6 +112,30 @@ def test_disabling_a_kiosk_disconnects_it_within_a_second_and_refuses_its_secret
     assert again.connect().is_failure
     listed = clinic.stack.http(clinic.admin).get("/kiosks").json()
     assert listed[0]["disabled"] is True
+
+
+def test_credentials_racing_a_disable_leave_nothing_usable(clinic: Clinic) -> None:
+    kiosk = KioskDevice.enroll(clinic)
+    kiosk.credentials()  # a live session: the racing calls renew it
+    http = clinic.stack.http(kiosk.secret)
+    with ThreadPoolExecutor(8) as pool:
+        calls = [pool.submit(http.post, "/kiosks/credentials") for _ in range(6)]
+        time.sleep(0.01)
+        disabled = pool.submit(clinic.stack.http(clinic.admin).delete, f"/kiosks/{kiosk.id}")
+        calls += [pool.submit(http.post, "/kiosks/credentials") for _ in range(6)]
+        assert disabled.result().status_code == 204
+        answers = [c.result() for c in calls]
+    assert {r.status_code for r in answers} <= {200, 401}
+    # Whatever was issued around the disable does not get in.
+    for r in answers:
+        if r.status_code == 200:
+            probe = clinic.stack.probe(r.json(), transport="tcp")
+            try:
+                assert probe.connect().is_failure
+            finally:
+                probe.close()
+    # After the disable: 401, and nothing issued.
+    assert http.post("/kiosks/credentials").status_code == 401
 
 
 def test_a_wrong_device_secret_is_refused(clinic: Clinic) -> None:
