@@ -186,15 +186,20 @@ async def credentials(
                 ttl=ttl,
                 client_id=client_id,
             )
-        except IntegrityError:  # a concurrent request of the same kiosk issued first
-            issued = await runtime.issuer.renew(
-                tenant=tenant,
-                user_id=kiosk.id,
-                client_id=client_id,
-                not_after=not_after,
-                kind="kiosk",
-                acl=acl,
-            )
+        except IntegrityError:
+            # A concurrent request of the same kiosk issued first, or the client id's
+            # session was revoked (a disable meanwhile): then there is nothing to renew.
+            try:
+                issued = await runtime.issuer.renew(
+                    tenant=tenant,
+                    user_id=kiosk.id,
+                    client_id=client_id,
+                    not_after=not_after,
+                    kind="kiosk",
+                    acl=acl,
+                )
+            except SessionNotFoundError:
+                raise Unauthorized("unknown device secret, or the kiosk is disabled") from None
     # A disable that committed while this was issued may have revoked the client id
     # before the credential existed: look again, and revoke once more if so. (A
     # disable committing after this read revokes after the issue itself.)
