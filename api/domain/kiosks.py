@@ -49,7 +49,10 @@ MAX_EXPIRY_SECONDS = 60
 ANSWER_RETENTION = timedelta(days=1)
 CHECKIN_STATUSES = frozenset({"scheduled", "confirmed"})
 ARRIVED_STATUSES = frozenset({"checked_in", "in_room", "completed"})
-FAILURES = frozenset({"no_match", "outside_window", "already_checked_in", "ambiguous"})
+# What a guess looks like: no such patient, or a name and birth date shared by several.
+# outside_window and already_checked_in found the patient: a real patient who is early
+# or asks twice must not lock the lobby's kiosk.
+LOCKOUT_FAILURES = frozenset({"no_match", "ambiguous"})
 NOTIFICATION_KIND = "kiosk_locked"
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
@@ -454,7 +457,7 @@ def check_in(
             created_at=now,
         )
     )
-    if outcome in FAILURES:
+    if outcome in LOCKOUT_FAILURES:
         session.flush()
         failures = session.scalar(
             select(func.count())
@@ -463,7 +466,7 @@ def check_in(
                 KioskAnswer.tenant == tenant,
                 KioskAnswer.kiosk_id == kiosk_id,
                 KioskAnswer.created_at > now - limit.window,
-                KioskAnswer.outcome.in_(FAILURES),
+                KioskAnswer.outcome.in_(LOCKOUT_FAILURES),
             )
         )
         if (failures or 0) >= limit.max_failures:

@@ -157,8 +157,15 @@ def test_five_failures_lock_the_kiosk_and_notify_the_front_desk(clinic: Clinic) 
     kiosk = KioskDevice.enroll(clinic, name="Lobby B")
     desk = clinic.stack.connected_probe(clinic.front_desk)
     assert desk.subscribe(f"tenants/{clinic.tenant}/users/fd-1/notifications/+").value == 1
+    early = patient(clinic, "Grace", "Hopper", "1906-12-09")
+    clinic.book(start=NOW() + timedelta(hours=3), patient_id=early)
     probe = kiosk.connect()
     try:
+        # Answers that found the patient are not guesses: they never lock the kiosk.
+        for _ in range(6):
+            assert kiosk.ask(probe, check_in_body("Hopper", "1906-12-09"))["reason"] == (
+                "outside_window"
+            )
         for i in range(5):
             assert (
                 kiosk.ask(probe, check_in_body(f"Guess{i}", "1970-01-01"))["reason"] == "no_match"
