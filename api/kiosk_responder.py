@@ -7,6 +7,12 @@ delivered twice (a redelivery after a crash) from being answered differently or 
 anyone in twice. The answer goes to the request's response topic, only when that is the
 kiosk's own, with its correlation data.
 
+Before any database work, a flood is cut short: the client's incoming queue is bounded
+(``MAX_QUEUED_MESSAGES``; more are dropped), a payload over 4 KiB is dropped unanswered,
+and each kiosk may ask ``KIOSK_REQUESTS_PER_SECOND`` times a second in this process
+(more are answered ``rate_limited``, and nothing is stored). A request's expiry counts
+from when the client received it, not from when it was dequeued.
+
 Logs name kiosks and outcomes, never what a patient typed.
 """
 
@@ -17,6 +23,7 @@ import json
 import logging
 import random
 import uuid
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -37,6 +44,45 @@ log = logging.getLogger("api.kiosk_responder")
 
 SUBSCRIPTION = f"$share/{KIOSK_SHARE_GROUP}/{KIOSK_REQUESTS_FILTER}"
 ANSWER_EXPIRY_SECONDS = 60
+MAX_QUEUED_MESSAGES = 1000
+KIOSK_REQUESTS_PER_SECOND = 5
+RATE_LIMITED: dict[str, Any] = {"ok": False, "reason": "rate_limited"}
+
+
+class KioskRequestLimit:
+    """At most ``per_second`` requests of each kiosk in any second, in memory. Only
+    kiosks publish on their request topics, so the table is as large as the fleet; it
+    is swept of idle kiosks when it grows past ``max_kiosks`` all the same."""
+
+    def __init__(self, per_second: int = KIOSK_REQUESTS_PER_SECOND, max_kiosks: int = 10_000):
+        self._per_second = per_second
+        self._max_kiosks = max_kiosks
+        self._seen: dict[tuple[str, str], deque[float]] = {}
+
+    def allow(self, tenant: str, kiosk_id: str, now: float) -> bool:
+        key = (tenant, kiosk_id)
+        times = self._seen.get(key)
+        if times is None:
+            if len(self._seen) >= self._max_kiosks:
+                self._seen = {k: q for k, q in self._seen.items() if q[-1] > now - 1.0}
+            times = self._seen[key] = deque(maxlen=self._per_second)
+        if len(times) == self._per_second and times[0] > now - 1.0:
+            return False
+        times.append(now)
+        return True
+
+
+def _stamping_queue(now: Callable[[], float]) -> type[asyncio.Queue[aiomqtt.Message]]:
+    """An incoming queue that notes each message's receive time as it is queued (in
+    the client's on-message callback), so that waiting in the queue counts against
+    the request's expiry."""
+
+    class StampingQueue(asyncio.Queue[aiomqtt.Message]):
+        def put_nowait(self, item: aiomqtt.Message) -> None:
+            item.received_at = now()  # type: ignore[attr-defined]
+            super().put_nowait(item)
+
+    return StampingQueue
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,7 +186,10 @@ class KioskResponder(BackgroundService):
             clean_start=True,
             keepalive=15,
             timeout=10,
+            max_queued_incoming_messages=MAX_QUEUED_MESSAGES,
+            queue_type=_stamping_queue(self._now),
         )
+        limit = KioskRequestLimit()
         slots = asyncio.Semaphore(self._concurrency)
         tasks: set[asyncio.Task[None]] = set()
         async with client:
@@ -152,13 +201,26 @@ class KioskResponder(BackgroundService):
             try:
                 async for message in client.messages:
                     payload = message.payload
-                    if not isinstance(payload, bytes):
-                        continue
+                    if not isinstance(payload, bytes) or len(payload) > kiosks.MAX_REQUEST_BYTES:
+                        continue  # dropped unanswered, before any database work
+                    received = getattr(message, "received_at", None)
                     request = parse_envelope(
-                        message.topic.value, message.properties, payload, self._now()
+                        message.topic.value,
+                        message.properties,
+                        payload,
+                        received if isinstance(received, float) else self._now(),
                     )
                     if request is None:
                         continue  # no answer: nowhere legitimate to send one
+                    if not limit.allow(request.tenant, request.kiosk_id, self._now()):
+                        # Answered without touching the database; nothing is stored.
+                        await slots.acquire()
+                        task = asyncio.create_task(
+                            self._handle(client, request, slots, limited=True)
+                        )
+                        tasks.add(task)
+                        task.add_done_callback(tasks.discard)
+                        continue
                     await slots.acquire()
                     task = asyncio.create_task(self._handle(client, request, slots))
                     tasks.add(task)
@@ -169,12 +231,21 @@ class KioskResponder(BackgroundService):
                 await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _handle(
-        self, client: aiomqtt.Client, request: Request, slots: asyncio.Semaphore
+        self,
+        client: aiomqtt.Client,
+        request: Request,
+        slots: asyncio.Semaphore,
+        *,
+        limited: bool = False,
     ) -> None:
         try:
             if self._now() > request.deadline:
                 return
-            answer = await anyio.to_thread.run_sync(self._answer, request)
+            answer = (
+                kiosks.Answer(dict(RATE_LIMITED))
+                if limited
+                else await anyio.to_thread.run_sync(self._answer, request)
+            )
             if answer is None or self._now() > request.deadline:
                 # Unknown or disabled kiosk, or the request expired meanwhile. (A
                 # check-in that committed stays committed; the kiosk asks again and

@@ -297,7 +297,9 @@ class Kiosk(Base):
 class KioskAnswer(Base):
     """The answer to one kiosk request, keyed by a digest of its correlation data: the
     same correlation data gets the same answer and never checks in twice. Holds the
-    outcome, never the typed name or birth date."""
+    outcome and, for a check-in, the appointment id (a repeated ``ok`` is rebuilt from
+    it): never the typed name or birth date, nor what the answer showed. Pruned after a
+    day."""
 
     __tablename__ = "kiosk_answers"
     __table_args__ = (
@@ -309,6 +311,5 @@ class KioskAnswer(Base):
     kiosk_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     correlation_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
     outcome: Mapped[str] = mapped_column(String(24), nullable=False)
-    answer: Mapped[str] = mapped_column(String(1000), nullable=False)
     appointment_id: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api.domain.appointments import Clinic
 from api.domain.board import refresh_day
-from api.domain.kiosks import ArrivalWindow, RateLimit
+from api.domain.kiosks import ArrivalWindow, RateLimit, prune_answers
 from api.domain.notifications import AlertPolicy, any_due, process_due
 from api.kiosk_responder import KioskResponder
 from api.settings import Settings
@@ -175,19 +175,27 @@ async def _remove_dynsec_sessions(admin: DynsecAdmin) -> None:
 async def _prune_loop(rt: Runtime) -> None:
     keep = timedelta(days=rt.settings.replay_retention_days)
 
-    def prune() -> int:
+    def prune() -> tuple[int, int]:
         with rt.sessions.begin() as session:
-            return prune_published(session, keep)
+            removed = prune_published(session, keep)
+        with rt.sessions.begin() as session:
+            answers = prune_answers(session)
+        return removed, answers
 
     while True:
         try:
             if not rt.relay.leading:  # the active relay's process prunes for everyone
                 await asyncio.sleep(60)
                 continue
-            removed = await anyio.to_thread.run_sync(prune)
+            removed, answers = await anyio.to_thread.run_sync(prune)
             forgotten = await rt.issuer.prune(keep)
-            if removed or forgotten:
-                log.info("pruned %d events and %d ended sessions", removed, forgotten)
+            if removed or forgotten or answers:
+                log.info(
+                    "pruned %d events, %d ended sessions and %d kiosk answers",
+                    removed,
+                    forgotten,
+                    answers,
+                )
         except Exception:
             log.warning("pruning failed", exc_info=True)
         await asyncio.sleep(3600)

@@ -86,10 +86,10 @@ class Settings(BaseSettings):
     kiosk_arrival_early_minutes: int = Field(default=60, ge=0, le=720)
     kiosk_arrival_late_minutes: int = Field(default=15, ge=0, le=720)
     kiosk_max_failures: int = Field(default=5, ge=1, le=1000)
-    kiosk_failure_window_seconds: int = Field(default=600, ge=1)
+    kiosk_failure_window_seconds: int = Field(default=600, ge=1, le=3600)
     kiosk_lockout_seconds: int = Field(default=600, ge=1)
-    # Wrong enrollment codes or device secrets per client address per minute (each api
-    # process counts its own); more get 429 until the minute has passed.
+    # Wrong enrollment codes per minute, all callers together (each api process counts
+    # its own); more wrong codes get 429. A valid code always enrolls.
     kiosk_auth_max_failures: int = Field(default=10, ge=1, le=10000)
 
     @field_validator(

@@ -70,9 +70,14 @@ def run(backend: str, kiosks: int, rounds: int, tmp: Path) -> tuple[list[float],
 
                 def ask(k: int, rnd: int = rnd, barrier: threading.Barrier = barrier) -> None:
                     nonlocal ok
+                    # Stay under the responder's 5 requests a second per kiosk, outside
+                    # the timed part.
+                    time.sleep(max(0.0, devices[k].last_send + 0.25 - time.monotonic()))
                     barrier.wait()
                     began = time.perf_counter()
-                    corr = devices[k].send(probes[k], check_in_body(names[k][rnd], DOB))
+                    corr = devices[k].send(
+                        probes[k], check_in_body(names[k][rnd], DOB), paced=False
+                    )
                     answer = devices[k].answer(probes[k], corr, timeout=30)
                     took = (time.perf_counter() - began) * 1000
                     with lock:

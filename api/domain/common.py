@@ -46,8 +46,10 @@ def get_row(
     session: Session, model: type[T], tenant: str, id_: str, what: str, *, lock: bool = False
 ) -> T:
     """One row of this tenant by id, or 404: another tenant's id is simply unknown.
-    ``lock`` takes the row lock (PostgreSQL) so concurrent changes serialize."""
-    row = session.get(model, (tenant, id_), with_for_update=lock or None)
+    ``lock`` takes the row lock (PostgreSQL) so concurrent changes serialize, and reads
+    the row afresh: ``Session.get`` would otherwise hand back an object already in the
+    identity map, as it was before the lock was granted."""
+    row = session.get(model, (tenant, id_), with_for_update=lock or None, populate_existing=lock)
     if row is None:
         raise NotFound(f"{what} {id_} not found")
     return row

@@ -3,7 +3,9 @@
 A kiosk holds no schedule and no patient list. It sends a last name and a date of
 birth; the hub matches them against today's appointments at the kiosk's location and
 answers with the least it can (docs/architecture.md, "Kiosks"). Nothing here logs or
-stores what the patient typed: answers keep only their outcome.
+stores what the patient typed: an answer row keeps only its outcome and, for a
+check-in, the appointment id; a repeat of an ``ok`` is rebuilt from the appointment.
+Answer rows older than a day are pruned (``prune_answers``).
 """
 
 from __future__ import annotations
@@ -44,9 +46,13 @@ _CODE_LENGTH = 12
 MAX_REQUEST_BYTES = 4096
 MAX_CORRELATION_BYTES = 128
 MAX_EXPIRY_SECONDS = 60
+ANSWER_RETENTION = timedelta(days=1)
 CHECKIN_STATUSES = frozenset({"scheduled", "confirmed"})
 ARRIVED_STATUSES = frozenset({"checked_in", "in_room", "completed"})
-FAILURES = frozenset({"no_match", "outside_window", "already_checked_in", "ambiguous"})
+# What a guess looks like: no such patient, or a name and birth date shared by several.
+# outside_window and already_checked_in found the patient: a real patient who is early
+# or asks twice must not lock the lobby's kiosk.
+LOCKOUT_FAILURES = frozenset({"no_match", "ambiguous"})
 NOTIFICATION_KIND = "kiosk_locked"
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
@@ -126,7 +132,7 @@ def list_kiosks(session: Session, tenant: str) -> list[Kiosk]:
 
 
 def disable(session: Session, *, tenant: str, kiosk_id: str) -> Kiosk:
-    kiosk = session.get(Kiosk, (tenant, kiosk_id), with_for_update=True)
+    kiosk = session.get(Kiosk, (tenant, kiosk_id), with_for_update=True, populate_existing=True)
     if kiosk is None:
         raise NotFound(f"kiosk {kiosk_id} not found")
     if kiosk.disabled_at is None:
@@ -177,6 +183,15 @@ def authenticate(session: Session, secret: str) -> Kiosk | None:
     kiosk.last_seen_at = utcnow()
     session.commit()
     return kiosk
+
+
+def is_disabled(session: Session, tenant: str, kiosk_id: str) -> bool:
+    """Read from the database, not the identity map: is the kiosk disabled now?"""
+    disabled_at = session.scalar(
+        select(Kiosk.disabled_at).where(Kiosk.tenant == tenant, Kiosk.id == kiosk_id)
+    )
+    session.commit()
+    return disabled_at is not None
 
 
 def forget_ended_session(session: Session, client_id: str) -> None:
@@ -253,6 +268,29 @@ def display_name(patient: Patient) -> str:
 
 def _failure(reason: str) -> dict[str, Any]:
     return {"ok": False, "reason": reason}
+
+
+def _ok_body(session: Session, appt: Appointment) -> dict[str, Any]:
+    """What an ``ok`` shows: the start, the provider, and the patient's display name."""
+    patient = get_row(session, Patient, appt.tenant, appt.patient_id, "patient")
+    provider = get_row(session, Staff, appt.tenant, appt.provider_id, "provider")
+    return {
+        "ok": True,
+        "appointment": {
+            "scheduledStart": iso_utc(appt.scheduled_start),
+            "providerName": provider.name,
+            "patientDisplayName": display_name(patient),
+        },
+    }
+
+
+def prune_answers(session: Session, older_than: timedelta = ANSWER_RETENTION) -> int:
+    """Delete answer rows older than ``older_than`` (a repeat arrives within the
+    request's expiry, at most a minute; the lock-out looks back minutes)."""
+    result = session.execute(
+        delete(KioskAnswer).where(KioskAnswer.created_at < utcnow() - older_than)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 def _match(
@@ -352,6 +390,15 @@ class Answer:
         return "ok" if self.body.get("ok") else str(self.body.get("reason"))
 
 
+def _stored_answer(session: Session, row: KioskAnswer) -> Answer:
+    """A repeat: the stored outcome, an ``ok`` rebuilt from its appointment."""
+    if row.outcome == "ok" and row.appointment_id is not None:
+        appt = session.get(Appointment, (row.tenant, row.appointment_id))
+        if appt is not None:
+            return Answer(_ok_body(session, appt), repeated=True)
+    return Answer(_failure(row.outcome), repeated=True)
+
+
 def enabled_kiosk(session: Session, tenant: str, kiosk_id: str) -> Kiosk | None:
     kiosk = session.get(Kiosk, (tenant, kiosk_id))
     if kiosk is None or kiosk.disabled_at is not None or kiosk.secret_hash is None:
@@ -378,32 +425,27 @@ def check_in(
     key = digest(correlation)
     previous = session.get(KioskAnswer, (tenant, kiosk_id, key))
     if previous is not None:
-        return Answer(json.loads(previous.answer), repeated=True)
+        return _stored_answer(session, previous)
     # The kiosk's row lock serialises its requests (PostgreSQL; SQLite has one writer).
-    kiosk = session.get(Kiosk, (tenant, kiosk_id), with_for_update=True)
+    # populate_existing: the kiosk may already be in the identity map (enabled_kiosk),
+    # as it was before the lock; its lock-out and disabled state must be read afresh.
+    kiosk = session.get(Kiosk, (tenant, kiosk_id), with_for_update=True, populate_existing=True)
     if kiosk is None or kiosk.disabled_at is not None or kiosk.secret_hash is None:
         return None
     previous = session.get(KioskAnswer, (tenant, kiosk_id, key))
     if previous is not None:
+        answer = _stored_answer(session, previous)
         session.rollback()
-        return Answer(json.loads(previous.answer), repeated=True)
+        return answer
     now = utcnow()
     kiosk.last_seen_at = now
     appt: Appointment | None = None
     if kiosk.locked_until is not None and kiosk.locked_until > now:
         body = _failure("rate_limited")
     else:
-        body, appt, patient = _match(session, clinic, kiosk, request, window, now)
-        if appt is not None and patient is not None:
-            provider = get_row(session, Staff, tenant, appt.provider_id, "provider")
-            body = {
-                "ok": True,
-                "appointment": {
-                    "scheduledStart": iso_utc(appt.scheduled_start),
-                    "providerName": provider.name,
-                    "patientDisplayName": display_name(patient),
-                },
-            }
+        body, appt, _ = _match(session, clinic, kiosk, request, window, now)
+        if appt is not None:
+            body = _ok_body(session, appt)
     outcome = "ok" if body["ok"] else body["reason"]
     session.add(
         KioskAnswer(
@@ -411,12 +453,11 @@ def check_in(
             kiosk_id=kiosk_id,
             correlation_hash=key,
             outcome=outcome,
-            answer=json.dumps(body),
             appointment_id=appt.id if appt is not None else None,
             created_at=now,
         )
     )
-    if outcome in FAILURES:
+    if outcome in LOCKOUT_FAILURES:
         session.flush()
         failures = session.scalar(
             select(func.count())
@@ -425,7 +466,7 @@ def check_in(
                 KioskAnswer.tenant == tenant,
                 KioskAnswer.kiosk_id == kiosk_id,
                 KioskAnswer.created_at > now - limit.window,
-                KioskAnswer.outcome.in_(FAILURES),
+                KioskAnswer.outcome.in_(LOCKOUT_FAILURES),
             )
         )
         if (failures or 0) >= limit.max_failures:
@@ -466,5 +507,5 @@ def check_in(
         previous = session.get(KioskAnswer, (tenant, kiosk_id, key))
         if previous is None:
             raise
-        return Answer(json.loads(previous.answer), repeated=True)
+        return _stored_answer(session, previous)
     return Answer(body)

@@ -3,6 +3,8 @@ device's broker credentials (contract, section 10)."""
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
 from collections import deque
 from datetime import datetime, timedelta
@@ -24,6 +26,7 @@ from hub.credentials import SessionNotFoundError
 from hub.db import utcnow
 from hub.topics import kiosk_requests_topic, kiosk_responses_topic, tenant_prefix
 
+log = logging.getLogger("api.kiosks")
 router = APIRouter(prefix="/kiosks", tags=["kiosks"])
 _bearer = HTTPBearer(auto_error=False)
 
@@ -64,48 +67,40 @@ class KioskCredentialsOut(Out):
     kiosk_name: str
 
 
-class FailureLimiter:
-    """Wrong enrollment codes and device secrets per client address, per minute, in
-    this process. A caller over the limit gets 429 for every attempt (right or wrong)
-    until its oldest failure is a minute old."""
+class FailureBudget:
+    """Wrong enrollment codes per minute in this process, all callers together (a
+    client address says little behind a proxy or a clinic's NAT). Only wrong codes
+    count and only they are refused with 429 over the budget: a valid code is checked
+    first and always enrolls. Memory is bounded by the budget itself."""
 
     def __init__(self, max_failures: int, period: float = 60.0) -> None:
-        self._max = max_failures
         self._period = period
-        self._failures: dict[str, deque[float]] = {}
+        self._failures: deque[float] = deque(maxlen=max_failures)
+        self._lock = threading.Lock()
 
-    def _recent(self, who: str, now: float) -> deque[float]:
-        q = self._failures.setdefault(who, deque())
-        while q and q[0] <= now - self._period:
-            q.popleft()
-        if not q:
-            del self._failures[who]
-            return deque()
-        return q
-
-    def check(self, who: str) -> None:
-        if len(self._recent(who, time.monotonic())) >= self._max:
-            raise TooManyAttempts("too many failed attempts; try again in a minute")
-
-    def failed(self, who: str) -> None:
-        if len(self._failures) > 100_000:  # bounded memory under a spray of addresses
-            self._failures.clear()
-        self._failures.setdefault(who, deque()).append(time.monotonic())
+    def failed(self) -> None:
+        """Count a wrong code; 429 when the budget of the last minute is spent."""
+        now = time.monotonic()
+        with self._lock:
+            full = (
+                len(self._failures) == self._failures.maxlen
+                and self._failures[0] > now - self._period
+            )
+            self._failures.append(now)
+        if full:
+            log.warning("enrollment: more than %d wrong codes a minute", self._failures.maxlen)
+            raise TooManyAttempts("too many wrong enrollment codes; try again in a minute")
 
 
-def _limiter(request: Request, runtime: RuntimeDep) -> FailureLimiter:
-    limiter: FailureLimiter | None = getattr(request.app.state, "kiosk_auth_limiter", None)
-    if limiter is None:
-        limiter = FailureLimiter(runtime.settings.kiosk_auth_max_failures)
-        request.app.state.kiosk_auth_limiter = limiter
-    return limiter
+def _budget(request: Request, runtime: RuntimeDep) -> FailureBudget:
+    budget: FailureBudget | None = getattr(request.app.state, "kiosk_enroll_budget", None)
+    if budget is None:
+        budget = FailureBudget(runtime.settings.kiosk_auth_max_failures)
+        request.app.state.kiosk_enroll_budget = budget
+    return budget
 
 
-Limiter = Annotated[FailureLimiter, Depends(_limiter)]
-
-
-def _caller(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
+Budget = Annotated[FailureBudget, Depends(_budget)]
 
 
 @router.post("", status_code=201)
@@ -141,13 +136,11 @@ async def disable(kiosk_id: str, user: Admin, db: DbSession, runtime: RuntimeDep
 
 
 @router.post("/enroll", status_code=201, response_model=EnrollOut)
-def enroll(body: EnrollRequest, request: Request, db: DbSession, limiter: Limiter) -> EnrollOut:
+def enroll(body: EnrollRequest, db: DbSession, budget: Budget) -> EnrollOut:
     """No token: the enrollment code is the proof. Once per code."""
-    who = _caller(request)
-    limiter.check(who)
     enrolled = kiosks.enroll(db, body.enrollment_code)
     if enrolled is None:
-        limiter.failed(who)
+        budget.failed()  # 429 over the budget
         raise Unauthorized("unknown, used or expired enrollment code")
     kiosk, secret = enrolled
     return EnrollOut(tenant=kiosk.tenant, kiosk_id=kiosk.id, device_secret=secret)
@@ -155,21 +148,17 @@ def enroll(body: EnrollRequest, request: Request, db: DbSession, limiter: Limite
 
 @router.post("/credentials", response_model=KioskCredentialsOut)
 async def credentials(
-    request: Request,
     runtime: RuntimeDep,
     db: DbSession,
-    limiter: Limiter,
     auth: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> KioskCredentialsOut:
     """Broker credentials for the kiosk whose device secret this is: kind ``kiosk``,
-    one client id per kiosk, an acl of exactly its request and response topics."""
-    who = _caller(request)
-    limiter.check(who)
+    one client id per kiosk, an acl of exactly its request and response topics. No
+    failure limit: a device secret has 256 bits, nothing to guess."""
     if auth is None or auth.scheme.lower() != "bearer":
         raise Unauthorized("missing device secret")
     kiosk: Kiosk | None = await anyio.to_thread.run_sync(kiosks.authenticate, db, auth.credentials)
     if kiosk is None:
-        limiter.failed(who)
         raise Unauthorized("unknown device secret, or the kiosk is disabled")
     tenant, client_id = kiosk.tenant, kiosks.client_id_for(kiosk.tenant, kiosk.id)
     acl = kiosk_acl(tenant, kiosk.id)
@@ -197,15 +186,26 @@ async def credentials(
                 ttl=ttl,
                 client_id=client_id,
             )
-        except IntegrityError:  # a concurrent request of the same kiosk issued first
-            issued = await runtime.issuer.renew(
-                tenant=tenant,
-                user_id=kiosk.id,
-                client_id=client_id,
-                not_after=not_after,
-                kind="kiosk",
-                acl=acl,
-            )
+        except IntegrityError:
+            # A concurrent request of the same kiosk issued first, or the client id's
+            # session was revoked (a disable meanwhile): then there is nothing to renew.
+            try:
+                issued = await runtime.issuer.renew(
+                    tenant=tenant,
+                    user_id=kiosk.id,
+                    client_id=client_id,
+                    not_after=not_after,
+                    kind="kiosk",
+                    acl=acl,
+                )
+            except SessionNotFoundError:
+                raise Unauthorized("unknown device secret, or the kiosk is disabled") from None
+    # A disable that committed while this was issued may have revoked the client id
+    # before the credential existed: look again, and revoke once more if so. (A
+    # disable committing after this read revokes after the issue itself.)
+    if await anyio.to_thread.run_sync(kiosks.is_disabled, db, tenant, kiosk.id):
+        await runtime.issuer.revoke_client_ids(tenant, [client_id])
+        raise Unauthorized("unknown device secret, or the kiosk is disabled")
     return KioskCredentialsOut(
         client_id=issued.client_id,
         username=issued.username,

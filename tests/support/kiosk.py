@@ -42,6 +42,7 @@ class KioskDevice:
     id: str
     name: str
     secret: str
+    last_send: float = 0.0
 
     @classmethod
     def enroll(
@@ -92,8 +93,13 @@ class KioskDevice:
         correlation: bytes | None = None,
         response_topic: str | None = "own",
         expiry: int | None = 30,
+        paced: bool = True,
     ) -> bytes:
-        """Publish a request; returns its correlation data."""
+        """Publish a request; returns its correlation data. ``paced``: wait so as to
+        stay under the responder's limit of 5 requests a second per kiosk."""
+        if paced:
+            time.sleep(max(0.0, self.last_send + 0.25 - time.monotonic()))
+        self.last_send = time.monotonic()
         correlation = correlation if correlation is not None else uuid.uuid4().bytes
         payload = body if isinstance(body, bytes | str) else json.dumps(body or check_in_body())
         topic = self.responses if response_topic == "own" else response_topic

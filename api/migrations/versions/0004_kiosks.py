@@ -46,7 +46,6 @@ def upgrade() -> None:
     sa.Column('kiosk_id', sa.String(length=64), nullable=False),
     sa.Column('correlation_hash', sa.String(length=64), nullable=False),
     sa.Column('outcome', sa.String(length=24), nullable=False),
-    sa.Column('answer', sa.String(length=1000), nullable=False),
     sa.Column('appointment_id', sa.String(length=64), nullable=True),
     sa.Column('created_at', hub.db.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['tenant', 'kiosk_id'], ['kiosks.tenant', 'kiosks.id'], name='fk_kiosk_answer_kiosk'),
