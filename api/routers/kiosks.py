@@ -186,6 +186,9 @@ async def credentials(
                 ttl=ttl,
                 client_id=client_id,
             )
+        except SessionNotFoundError:
+            # The client id's session was revoked and has not run out: a disable won.
+            raise Unauthorized("unknown device secret, or the kiosk is disabled") from None
         except IntegrityError:
             # A concurrent request of the same kiosk issued first, or the client id's
             # session was revoked (a disable meanwhile): then there is nothing to renew.
