@@ -3,6 +3,7 @@ device's broker credentials (contract, section 10)."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -164,15 +165,17 @@ async def credentials(
     acl = kiosk_acl(tenant, kiosk.id)
     ttl = timedelta(seconds=runtime.settings.kiosk_credentials_ttl_seconds)
     not_after = utcnow() + ttl
+    renew = functools.partial(
+        runtime.issuer.renew,
+        tenant=tenant,
+        user_id=kiosk.id,
+        client_id=client_id,
+        not_after=not_after,
+        kind="kiosk",
+        acl=acl,
+    )
     try:
-        issued = await runtime.issuer.renew(
-            tenant=tenant,
-            user_id=kiosk.id,
-            client_id=client_id,
-            not_after=not_after,
-            kind="kiosk",
-            acl=acl,
-        )
+        issued = await renew()
     except SessionNotFoundError:
         # No live credential of this client id: forget an ended one, issue anew.
         await anyio.to_thread.run_sync(kiosks.forget_ended_session, db, client_id)
@@ -193,14 +196,7 @@ async def credentials(
             # A concurrent request of the same kiosk issued first, or the client id's
             # session was revoked (a disable meanwhile): then there is nothing to renew.
             try:
-                issued = await runtime.issuer.renew(
-                    tenant=tenant,
-                    user_id=kiosk.id,
-                    client_id=client_id,
-                    not_after=not_after,
-                    kind="kiosk",
-                    acl=acl,
-                )
+                issued = await renew()
             except SessionNotFoundError:
                 raise Unauthorized("unknown device secret, or the kiosk is disabled") from None
     # A disable that committed while this was issued may have revoked the client id
