@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "fileutil.h"
 #include "hublog.h"
 #include "json_util.h"
 
@@ -233,21 +234,6 @@ static bool write_all(int fd, const char *data, size_t len)
 		len -= (size_t)n;
 	}
 	return true;
-}
-
-static bool fsync_folder_of(const char *path)
-{
-	char *copy = strdup(path);
-	int fd;
-	bool ok;
-
-	if(copy == NULL) return false;
-	fd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	free(copy);
-	if(fd < 0) return false;
-	ok = fsync(fd) == 0;
-	close(fd);
-	return ok;
 }
 
 bool revoke_save(struct revoke_list *list, const char *path, int64_t now)

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "b64url.h"
+#include "fileutil.h"
 #include "hublog.h"
 
 #define PREFIX "s1 "
@@ -121,21 +122,6 @@ bool sessions_load(const char *path, void (*take)(struct session_record *record,
 	return true;
 }
 
-static bool fsync_folder(const char *path)
-{
-	char *copy = strdup(path);
-	int fd;
-	bool ok;
-
-	if(copy == NULL) return false;
-	fd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	free(copy);
-	if(fd < 0) return false;
-	ok = fsync(fd) == 0;
-	close(fd);
-	return ok;
-}
-
 bool sessions_save(const char *path, sessions_next_fn next, void *arg, size_t *written)
 {
 	static char line[SESSIONS_LINE_MAX + 1];
@@ -170,7 +156,7 @@ bool sessions_save(const char *path, sessions_next_fn next, void *arg, size_t *w
 	f = NULL;
 	if(rename(tmp_path, path) != 0) goto done;
 	ok = true;
-	if(!fsync_folder(path)){
+	if(!fsync_folder_of(path)){
 		hub_log(HUB_LOG_WARNING, "hub-auth: could not fsync the folder of %s", path);
 	}
 done:
