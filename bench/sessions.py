@@ -65,7 +65,6 @@ from hub.mosquitto import (
     SERVICE_USERNAME,
     BrokerLayout,
     MosquittoProcess,
-    find_auth_plugin,
     prepare_broker_state,
     render_config,
 )
@@ -181,17 +180,9 @@ class BenchBroker:
         # As the api does at start: the broker reads the public keys from this file.
         self.keys.write_jwks(self.layout.jwks_file)
         mqtt_port, ws_port = free_ports(2)
-        config = render_config(self.layout, mqtt_port=mqtt_port, ws_port=ws_port, bind_host=HOST)
-        if not plugin:
-            auth = f"plugin {find_auth_plugin()}"
-            token_opts = (
-                "plugin_opt_keys_file",
-                "plugin_opt_revocations_file",
-                "plugin_opt_issuer",
-            )
-            lines = config.read_text(encoding="utf-8").splitlines()
-            kept = [ln for ln in lines if ln != auth and not ln.startswith(token_opts)]
-            config.write_text("\n".join(kept) + "\n", encoding="utf-8")
+        config = render_config(
+            self.layout, mqtt_port=mqtt_port, ws_port=ws_port, bind_host=HOST, token_plugin=plugin
+        )
         self.log_file = data_dir / "broker.log"
         self.process = MosquittoProcess(
             config, mqtt_port=mqtt_port, ws_port=ws_port, log_file=self.log_file

@@ -222,11 +222,13 @@ def render_config(
     auth_plugin: str | None = None,
     token_issuer: str = DEFAULT_TOKEN_ISSUER,
     jwks_file: Path | None = None,
+    token_plugin: bool = True,
 ) -> Path:
     """Write the local broker configuration and return its path.
 
     Two plugins: the hub's token plugin first (it answers for tokens and defers
-    everything else at once), then Dynamic Security for the hub's own accounts."""
+    everything else at once), then Dynamic Security for the hub's own accounts.
+    ``token_plugin=False`` leaves the first out (benchmarks of the old design)."""
     config_dir = config_dir or default_broker_config_dir()
     # The WebSocket listener of 2.0 ignores an IP bind address (#2085) but honours an
     # interface name, so loopback-only deployments bind it to `lo`.
@@ -237,11 +239,17 @@ def render_config(
         f"include_dir {config_dir / 'conf.d'}",
         # Run as the invoking user so the state folder needs no chown.
         f"user {getpass.getuser()}",
-        f"plugin {find_auth_plugin(auth_plugin)}",
-        f"plugin_opt_keys_file {jwks_file or layout.jwks_file}",
-        f"plugin_opt_revocations_file {layout.revocations_file}",
-        f"plugin_opt_sessions_file {layout.sessions_file}",
-        f"plugin_opt_issuer {token_issuer}",
+        *(
+            [
+                f"plugin {find_auth_plugin(auth_plugin)}",
+                f"plugin_opt_keys_file {jwks_file or layout.jwks_file}",
+                f"plugin_opt_revocations_file {layout.revocations_file}",
+                f"plugin_opt_sessions_file {layout.sessions_file}",
+                f"plugin_opt_issuer {token_issuer}",
+            ]
+            if token_plugin
+            else []
+        ),
         f"plugin {find_dynsec_plugin(plugin)}",
         f"plugin_opt_config_file {layout.dynsec_file}",
         f"persistence_location {layout.state_dir}/",

@@ -35,13 +35,27 @@ def broker(
     b.stop()
 
 
-def restart(broker: HubBroker, how: str) -> None:
+def restart(broker: HubBroker, how: str, token: Token) -> None:
     if how == "sigterm":
         broker.restart()
-    else:
-        time.sleep(3)  # past Mosquitto's autosave (2 s) and the sessions file's (~2 s)
-        broker.kill()
-        broker.start()
+        return
+    # kill -9 keeps only what was saved: wait for Mosquitto's next autosave (every ~2 s,
+    # whole seconds, so up to 3 s and later on a loaded machine) and for hub-auth's
+    # sessions file to hold the token, rather than sleeping a fixed time.
+    since = time.time()
+    db = broker.data_dir / "mosquitto.db"
+    assert wait_until(lambda: db.exists() and db.stat().st_mtime > since + 0.05, timeout=30), (
+        "Mosquitto never autosaved"
+    )
+    assert wait_until(
+        lambda: (
+            broker.sessions_file.exists()
+            and token.value.encode() in broker.sessions_file.read_bytes()
+        ),
+        timeout=30,
+    ), "hub-auth never saved the offline session"
+    broker.kill()
+    broker.start()
 
 
 def offline_session(broker: HubBroker, tenant: str) -> Token:
@@ -87,7 +101,7 @@ def back_online(broker: HubBroker, token: Token, tenant: str) -> list[bytes]:
 def test_a_restored_offline_session_gets_what_its_acl_allows(broker: HubBroker, how: str) -> None:
     tenant = f"t{uuid.uuid4().hex[:6]}"
     token = offline_session(broker, tenant)
-    restart(broker, how)
+    restart(broker, how, token)
     publish(
         broker,
         (f"tenants/{tenant}/patients/p-secret/claim/c-1/created", b"secret"),
