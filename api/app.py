@@ -99,5 +99,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # The lobby kiosk's screen: the same single-page app, at its own path.
         app.add_api_route("/kiosk", lambda: FileResponse(index), include_in_schema=False)
         app.mount("/", StaticFiles(directory=web, html=True), name="web")
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodySizeLimit,
+        max_bytes=settings.max_body_bytes,
+        per_path={"/events/batch": settings.max_batch_body_bytes},
+    )
     return app

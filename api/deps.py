@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from api.errors import Forbidden, Unauthorized
 from api.runtime import Runtime
@@ -16,7 +17,9 @@ from hub.tokens import Principal
 _bearer = HTTPBearer(auto_error=False)
 
 
-def get_runtime(request: Request) -> Runtime:
+# The dependencies every route shares are coroutines: a plain function would cost each
+# request a hop to the thread pool and back per dependency.
+async def get_runtime(request: Request) -> Runtime:
     runtime: Runtime = request.app.state.runtime
     return runtime
 
@@ -35,20 +38,26 @@ def get_db(runtime: RuntimeDep, request: Request) -> Iterator[Session]:
 DbSession = Annotated[Session, Depends(get_db)]
 
 
-def get_principal(
+async def get_principal(
     runtime: RuntimeDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthorized("missing bearer token")
-    return runtime.verifier.verify(credentials.credentials)
+    token = credentials.credentials
+    principal = runtime.verifier.cached(token)
+    if principal is not None:
+        return principal
+    # Verifying may fetch a JWKS over the network: not on the event loop.
+    verified: Principal = await run_in_threadpool(runtime.verifier.verify, token)
+    return verified
 
 
 CurrentUser = Annotated[Principal, Depends(get_principal)]
 
 
-def require_roles(*roles: str) -> Callable[[Principal], Principal]:
-    def check(principal: CurrentUser) -> Principal:
+def require_roles(*roles: str) -> Callable[[Principal], Awaitable[Principal]]:
+    async def check(principal: CurrentUser) -> Principal:
         if not principal.has_any(*roles):
             raise Forbidden(f"requires one of the roles: {', '.join(roles)}")
         return principal

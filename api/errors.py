@@ -11,7 +11,15 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from hub.errors import BrokerUnavailableError, DynsecError, EventValidationError, TokenError
+from hub.errors import (
+    BrokerUnavailableError,
+    DynsecError,
+    EventValidationError,
+    TokenError,
+    UnknownPatientsError,
+    WriterClosedError,
+    WriterOverloadedError,
+)
 
 log = logging.getLogger("api.errors")
 
@@ -147,6 +155,34 @@ def install_error_handlers(app: FastAPI) -> None:
             "the message broker is not reachable; retry shortly",
             headers={"Retry-After": "2"},
         )
+
+    @app.exception_handler(WriterOverloadedError)
+    async def _overloaded(_: Request, exc: WriterOverloadedError) -> JSONResponse:
+        return error_response(
+            503,
+            "overloaded",
+            "too many events are waiting to be written; retry after a moment",
+            headers={"Retry-After": "1"},
+        )
+
+    @app.exception_handler(WriterClosedError)
+    async def _closing(_: Request, exc: WriterClosedError) -> JSONResponse:
+        return error_response(
+            503,
+            "shutting_down",
+            "this api process is stopping; retry",
+            headers={"Retry-After": "1"},
+        )
+
+    @app.exception_handler(UnknownPatientsError)
+    async def _unknown_patients(_: Request, exc: UnknownPatientsError) -> JSONResponse:
+        ids = exc.patient_ids
+        message = (
+            f"patient {ids[0]} not found"
+            if len(ids) == 1
+            else f"patients not found: {', '.join(ids)}"
+        )
+        return error_response(404, "not_found", message)
 
     @app.exception_handler(DynsecError)
     async def _dynsec(_: Request, exc: DynsecError) -> JSONResponse:

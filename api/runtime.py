@@ -6,13 +6,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 
 import anyio.to_thread
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine, select, tuple_
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.domain.appointments import Clinic
@@ -20,6 +20,7 @@ from api.domain.board import refresh_day
 from api.domain.kiosks import ArrivalWindow, RateLimit, prune_answers
 from api.domain.notifications import AlertPolicy, any_due, process_due
 from api.kiosk_responder import KioskResponder
+from api.models import Patient
 from api.settings import Settings
 from hub.broker_admin import DynsecAdmin
 from hub.broker_tokens import KeyRing, TokenSigner
@@ -29,6 +30,7 @@ from hub.mosquitto import ADMIN_ROLE, SERVICE_ROLE, BrokerLayout
 from hub.outbox import prune_published
 from hub.relay import Relay
 from hub.tokens import TokenVerifier
+from hub.writer import EventWriter
 
 log = logging.getLogger("api.runtime")
 
@@ -44,6 +46,7 @@ class Runtime:
     issuer: CredentialIssuer
     keys: KeyRing
     relay: Relay
+    writer: EventWriter
     broker_ready: asyncio.Event
     alert_policy: AlertPolicy
     kiosk_responder: KioskResponder | None = None
@@ -81,6 +84,14 @@ def key_ring(settings: Settings) -> KeyRing:
             key_file=settings.broker_signing_key_file, jwks_file=settings.resolved_jwks_file
         )
     return KeyRing(directory=settings.signing_keys_dir, jwks_file=settings.resolved_jwks_file)
+
+
+def known_patients(conn: Connection, pairs: Collection[tuple[str, str]]) -> set[tuple[str, str]]:
+    """Which (tenant, patient id) pairs exist: the event writer's check, one query."""
+    found = conn.execute(
+        select(Patient.tenant, Patient.id).where(tuple_(Patient.tenant, Patient.id).in_(pairs))
+    )
+    return {(tenant, pid) for tenant, pid in found}
 
 
 def alert_policy(settings: Settings) -> AlertPolicy:
@@ -259,7 +270,10 @@ async def _board_loop(rt: Runtime, clinic: Clinic) -> None:
 @contextlib.asynccontextmanager
 async def running(settings: Settings) -> AsyncIterator[Runtime]:
     url = settings.resolved_database_url
-    pool = {} if url.startswith("sqlite") else {"pool_size": 20, "max_overflow": 20}
+    # As many connections as threads that use them (anyio's 40), kept open: overflow
+    # connections are closed when returned, so a pool smaller than the load opened a
+    # new PostgreSQL connection every few requests.
+    pool = {} if url.startswith("sqlite") else {"pool_size": 40, "max_overflow": 0}
     engine = make_engine(url, **pool)
     sessions = make_sessionmaker(engine)
     read_sessions = make_sessionmaker(engine, read_only=True)
@@ -299,10 +313,14 @@ async def running(settings: Settings) -> AsyncIterator[Runtime]:
         issuer=issuer,
         keys=keys,
         relay=relay,
+        writer=EventWriter(
+            engine, known_patients=known_patients, max_pending=settings.writer_max_pending
+        ),
         broker_ready=asyncio.Event(),
         alert_policy=alert_policy(settings),
     )
     rt.kiosk_responder = kiosk_responder(settings, sessions, service_password, rt.broker_ready)
+    rt.writer.start()
     try:
         async with admin, issuer, relay, rt.kiosk_responder:
             tasks = [
@@ -316,8 +334,12 @@ async def running(settings: Settings) -> AsyncIterator[Runtime]:
             try:
                 yield rt
             finally:
+                # Before the relay stops, so that it still publishes the last groups.
+                await anyio.to_thread.run_sync(rt.writer.close)
                 for task in tasks:
                     task.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
     finally:
+        # What was submitted is written (and answered) before the engine goes.
+        await anyio.to_thread.run_sync(rt.writer.close)  # idempotent
         engine.dispose()

@@ -216,6 +216,19 @@ class PublishedEvent(Out):
     topic: str
 
 
+# A batch commits in one transaction; bounded so one request cannot hold the writer
+# (and every other publisher behind it) for long.
+MAX_BATCH_EVENTS = 500
+
+
+class PublishBatch(Body):
+    events: list[PublishEvent] = Field(min_length=1, max_length=MAX_BATCH_EVENTS)
+
+
+class PublishedBatch(Out):
+    events: list[PublishedEvent]
+
+
 class EventPage(Out):
     events: list[dict[str, Any]]
     latest_seq: int

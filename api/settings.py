@@ -64,6 +64,11 @@ class Settings(BaseSettings):
     replay_retention_days: int = Field(default=30, ge=1)
     replay_max_limit: int = Field(default=1000, ge=1)
     max_body_bytes: int = Field(default=65536, ge=1024)
+    # POST /events/batch carries up to 500 events.
+    max_batch_body_bytes: int = Field(default=1048576, ge=1024)
+    # Events waiting for the writer (POST /events and batches) past which new ones get
+    # 503 with Retry-After instead of queueing: about a second of work at full speed.
+    writer_max_pending: int = Field(default=2000, ge=1)
     clinic_timezone: str = "UTC"
     web_dist_dir: Path | None = None
     mosquitto_plugin: str | None = None  # the dynsec plugin; found in Debian's paths if unset

@@ -41,3 +41,23 @@ class UnknownEventTypeError(HubError):
 
 class TokenError(HubError):
     """A bearer token is missing, malformed, forged or expired."""
+
+
+class WriterOverloadedError(HubError):
+    """The event writer's queue is full: the caller should retry after a moment."""
+
+    def __init__(self, pending: int) -> None:
+        super().__init__(f"{pending} events are already waiting to be written")
+        self.pending = pending
+
+
+class WriterClosedError(HubError):
+    """The event writer has stopped (the process is shutting down)."""
+
+
+class UnknownPatientsError(HubError):
+    """Events name patients that do not exist in their tenant."""
+
+    def __init__(self, patient_ids: list[str]) -> None:
+        super().__init__(f"unknown patients: {', '.join(patient_ids)}")
+        self.patient_ids = patient_ids

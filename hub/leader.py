@@ -39,7 +39,7 @@ from psycopg.rows import TupleRow
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from hub.outbox import OutboxEvent, fetch_unpublished, mark_published
+from hub.outbox import UnpublishedRow, fetch_unpublished, mark_published
 from hub.pgnotify import NotifyListener, conninfo
 
 log = logging.getLogger("hub.leader")
@@ -65,7 +65,7 @@ class Turn:
         self._sessions = sessions
         self._read_sessions = read_sessions
 
-    def fetch(self, limit: int) -> Sequence[OutboxEvent]:
+    def fetch(self, limit: int) -> Sequence[UnpublishedRow]:
         with self._read_sessions() as session:
             return fetch_unpublished(session, limit)
 
@@ -85,7 +85,7 @@ class _LockedTurn(Turn):
     def __init__(self, session: Session) -> None:
         self._session = session
 
-    def fetch(self, limit: int) -> Sequence[OutboxEvent]:
+    def fetch(self, limit: int) -> Sequence[UnpublishedRow]:
         return fetch_unpublished(self._session, limit)
 
     def mark(self, pks: Sequence[int], at: datetime) -> None:

@@ -19,6 +19,7 @@ from sqlalchemy import (
     BigInteger,
     Index,
     Integer,
+    Row,
     String,
     Text,
     UniqueConstraint,
@@ -135,13 +136,7 @@ def remove_commit_listener(listener: Callable[[], None]) -> None:
 @event.listens_for(Session, "after_commit")
 def _after_commit(session: Session) -> None:
     if session.info.pop(_DIRTY, False):
-        for listener in list(_commit_listeners):
-            # The commit has happened: a failing listener must not turn it into an
-            # error for the caller. The relay's poll still finds the events.
-            try:
-                listener()
-            except Exception:
-                log.exception("outbox commit listener failed")
+        notify_committed()
 
 
 @event.listens_for(Session, "before_commit")
@@ -189,6 +184,70 @@ def _check_identity(
         raise EventValidationError(event_type, [{**e, "type": "mismatch"} for e in errors])
 
 
+@dataclass(frozen=True, slots=True)
+class PreparedEvent:
+    """A validated event that has no seq yet: what ``emit`` and the writer insert."""
+
+    tenant: str
+    type: str
+    entity: str
+    actor: str
+    patient_id: str
+    entity_id: str
+    data: dict[str, Any]
+    topic: str
+
+
+def prepare_event(
+    *, tenant: str, event_type: str, actor: str, patient_id: str, entity_id: str, data: Any
+) -> PreparedEvent:
+    """Validate an event against the catalog and its topic scheme; raises
+    ``UnknownEventTypeError``, ``EventValidationError`` or ``ValueError``."""
+    etype = get_event_type(event_type)
+    payload = etype.validate(data).model_dump(mode="json", by_alias=True)
+    validate_tenant(tenant)
+    validate_id(patient_id, "patient id")
+    validate_id(entity_id, "entity id")
+    if not actor or len(actor) > 128:
+        raise ValueError("actor must be 1-128 characters")
+    _check_identity(event_type, etype.entity, payload, patient_id, entity_id)
+    topic = event_topic(tenant, patient_id, etype.entity, entity_id, etype.action)
+    return PreparedEvent(
+        tenant, event_type, etype.entity, actor, patient_id, entity_id, payload, topic.value
+    )
+
+
+def event_row(
+    event: PreparedEvent, *, seq: int, occurred_at: datetime, event_id: str | None = None
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The envelope of ``event`` numbered ``seq``, and its ``events`` row (column values)."""
+    event_id = event_id or str(uuid.uuid4())
+    envelope = build_envelope(
+        event_id=event_id,
+        event_type=event.type,
+        tenant=event.tenant,
+        seq=seq,
+        occurred_at=occurred_at,
+        actor=event.actor,
+        patient_id=event.patient_id,
+        entity_id=event.entity_id,
+        data=event.data,
+    )
+    row = {
+        "id": event_id,
+        "tenant": event.tenant,
+        "seq": seq,
+        "type": event.type,
+        "actor": event.actor,
+        "patient_id": event.patient_id,
+        "entity_id": event.entity_id,
+        "occurred_at": occurred_at,
+        "topic": event.topic,
+        "payload": dumps(envelope),
+    }
+    return envelope, row
+
+
 def emit(
     session: Session,
     *,
@@ -203,51 +262,37 @@ def emit(
 ) -> EmittedEvent:
     """Validate ``data`` against the catalog and write the event into ``session``'s
     transaction. Nothing is published unless that transaction commits."""
-    etype = get_event_type(event_type)
-    payload = etype.validate(data).model_dump(mode="json", by_alias=True)
-    validate_tenant(tenant)
-    validate_id(patient_id, "patient id")
-    validate_id(entity_id, "entity id")
-    if not actor or len(actor) > 128:
-        raise ValueError("actor must be 1-128 characters")
-    _check_identity(event_type, etype.entity, payload, patient_id, entity_id)
-    topic = event_topic(tenant, patient_id, etype.entity, entity_id, etype.action)
-    seq = _next_seq(session, tenant)
-    event_id = str(uuid.uuid4())
-    occurred_at = occurred_at or utcnow()
-    envelope = build_envelope(
-        event_id=event_id,
+    prepared = prepare_event(
+        tenant=tenant,
         event_type=event_type,
-        tenant=tenant,
-        seq=seq,
-        occurred_at=occurred_at,
         actor=actor,
         patient_id=patient_id,
         entity_id=entity_id,
-        data=payload,
+        data=data,
     )
-    body = dumps(envelope)
-    row = OutboxEvent(
-        id=event_id,
-        tenant=tenant,
-        seq=seq,
-        type=event_type,
-        actor=actor,
-        patient_id=patient_id,
-        entity_id=entity_id,
-        occurred_at=occurred_at,
-        topic=topic.value,
-        payload=body,
-    )
+    seq = _next_seq(session, tenant)
+    envelope, values = event_row(prepared, seq=seq, occurred_at=occurred_at or utcnow())
+    row = OutboxEvent(**values)
     if snapshot is not None:
-        row.snapshot_topic = snapshot_topic(tenant, patient_id, etype.entity, entity_id).value
+        row.snapshot_topic = snapshot_topic(tenant, patient_id, prepared.entity, entity_id).value
         if snapshot.keep_until is not None:
-            row.snapshot_payload = body
+            row.snapshot_payload = row.payload
             row.snapshot_expires_at = snapshot.keep_until
     session.add(row)
     session.flush()
     session.info[_DIRTY] = True
-    return EmittedEvent(event_id, tenant, seq, event_type, topic.value, envelope)
+    return EmittedEvent(row.id, tenant, seq, event_type, prepared.topic, envelope)
+
+
+def notify_committed() -> None:
+    """Wake this process's relay after a commit that wrote events. The commit has
+    happened: a failing listener must not turn it into an error for the caller (the
+    relay's poll still finds the events)."""
+    for listener in list(_commit_listeners):
+        try:
+            listener()
+        except Exception:
+            log.exception("outbox commit listener failed")
 
 
 def refresh_snapshot(session: Session, *, latest: OutboxEvent, keep_until: datetime) -> None:
@@ -330,11 +375,29 @@ def latest_event(session: Session, tenant: str, entity_id: str) -> OutboxEvent |
 # --- reading the outbox ---
 
 
-def fetch_unpublished(session: Session, limit: int) -> Sequence[OutboxEvent]:
-    """The oldest unpublished events. Within a tenant, pk order is seq order: the
-    next seq cannot be taken (let alone inserted) before the previous one commits."""
-    return session.scalars(
-        select(OutboxEvent)
+_FETCHED = (
+    OutboxEvent.pk,
+    OutboxEvent.tenant,
+    OutboxEvent.seq,
+    OutboxEvent.topic,
+    OutboxEvent.payload,
+    OutboxEvent.snapshot_topic,
+    OutboxEvent.snapshot_payload,
+    OutboxEvent.snapshot_expires_at,
+)
+
+
+# pk, tenant, seq, topic, payload, snapshot_topic, snapshot_payload, snapshot_expires_at
+UnpublishedRow = Row[int, str, int | None, str, str, str | None, str | None, datetime | None]
+
+
+def fetch_unpublished(session: Session, limit: int) -> Sequence[UnpublishedRow]:
+    """The oldest unpublished events, as rows of what the relay needs (plain rows: ORM
+    objects cost the relay more than the query). Within a tenant, pk order is seq
+    order: the next seq cannot be taken (let alone inserted) before the previous one
+    commits."""
+    return session.execute(
+        select(*_FETCHED)
         .where(OutboxEvent.published_at.is_(None))
         .order_by(OutboxEvent.pk)
         .limit(limit)

@@ -20,13 +20,15 @@ import json
 import logging
 import random
 import uuid
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
 import aiomqtt
 import anyio.to_thread
+from paho.mqtt import client as mqtt_client
+from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -35,7 +37,7 @@ from hub.envelope import iso_utc
 from hub.errors import BrokerUnavailableError
 from hub.leader import Leadership, Role, Turn, leadership_for
 from hub.mqtt import publish_properties
-from hub.outbox import OutboxEvent, add_commit_listener, remove_commit_listener
+from hub.outbox import add_commit_listener, remove_commit_listener
 from hub.service import BackgroundService, wait_event
 from hub.topics import meta_seq_topic
 
@@ -83,6 +85,7 @@ class Relay(BackgroundService):
         batch_size: int = 200,
         poll_interval: float = 1.0,
         max_backoff: float = 5.0,
+        ack_timeout: float = 30.0,
         leadership: Leadership | None = None,
     ) -> None:
         """``leadership``: how relays of several processes agree on one publisher;
@@ -104,7 +107,8 @@ class Relay(BackgroundService):
         self._published_total = 0
         self._last_published_at: datetime | None = None
         self._last_error: str | None = None
-        self._failed_pubacks: list[ReasonCode] = []
+        self._batch: _Batch | None = None  # the pass awaiting PUBACKs
+        self._ack_timeout = ack_timeout
         self._threads: anyio.CapacityLimiter | None = None  # made on the loop
         self._lost: str | None = None  # why the broker connection ended, once it did
         self._connected_since: datetime | None = None
@@ -250,8 +254,8 @@ class Relay(BackgroundService):
             raise
 
     def _watch(self, client: aiomqtt.Client) -> None:
-        """aiomqtt resolves a publish on any PUBACK; record refusals (reason >= 0x80)
-        so a batch the broker refused is not marked published. And note a lost
+        """Count the batch's PUBACKs and record refusals (reason >= 0x80), so a batch
+        the broker refused is not marked published. And note a lost
         connection at once, even while idle: a relay that cannot publish must stand
         by without waiting for its next publish to fail."""
         paho = client._client  # noqa: SLF001 - aiomqtt exposes no PUBACK reason code
@@ -259,13 +263,13 @@ class Relay(BackgroundService):
         inner_disconnect: Any = paho.on_disconnect
 
         def on_publish(c: Any, userdata: Any, mid: int, reason: ReasonCode, props: Any) -> None:
-            if reason.is_failure:
-                self._failed_pubacks.append(reason)
+            self._acknowledged(mid, reason)
             if inner_publish is not None:
                 inner_publish(c, userdata, mid, reason, props)
 
         def on_disconnect(c: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
             self._lost = f"disconnected by the broker: {reason}"
+            self._connection_lost(self._lost)
             self._wake.set()
             if inner_disconnect is not None:
                 inner_disconnect(c, userdata, flags, reason, props)
@@ -274,34 +278,74 @@ class Relay(BackgroundService):
         paho.on_disconnect = on_disconnect
 
     def _fetch(self, turn: Turn) -> list[_Row]:
-        rows: Sequence[OutboxEvent] = turn.fetch(self._batch_size)
-        return [
-            _Row(
-                r.pk,
-                r.tenant,
-                r.seq,
-                r.topic,
-                r.payload,
-                r.snapshot_topic,
-                r.snapshot_payload,
-                r.snapshot_expires_at,
-            )
-            for r in rows
-        ]
+        return [_Row(*r) for r in turn.fetch(self._batch_size)]
 
     async def _publish(self, client: aiomqtt.Client, rows: list[_Row]) -> None:
-        """Hand the whole batch to the client in order, then await every PUBACK.
-        One connection delivers QoS 1 messages in the order they were sent."""
-        self._failed_pubacks.clear()
+        """Hand the whole batch to paho in order, then await every PUBACK. One
+        connection delivers QoS 1 messages in the order they were sent.
+
+        Straight to paho rather than through aiomqtt's ``publish``: that one checks each
+        new message id against every pending one (quadratic in the batch) and costs an
+        event and a timer per message; here one future waits for the whole batch."""
+        paho = client._client  # noqa: SLF001
+        batch = _Batch(asyncio.get_running_loop().create_future())
+        self._batch = batch
+        try:
+            for topic, payload, retain, props in self._messages(rows):
+                info = paho.publish(topic, payload, 1, retain, props)
+                if info.rc != mqtt_client.MQTT_ERR_SUCCESS:
+                    raise aiomqtt.MqttError(
+                        f"could not publish: {mqtt_client.error_string(info.rc)}"
+                    )
+                if info.mid in batch.early:  # acknowledged before this line ran
+                    batch.early.discard(info.mid)
+                else:
+                    batch.waiting.add(info.mid)
+            batch.sent = True
+            if batch.waiting:
+                try:
+                    async with asyncio.timeout(self._ack_timeout):
+                        await batch.done
+                except TimeoutError:
+                    raise BrokerUnavailableError(
+                        f"{len(batch.waiting)} PUBACKs missing after {self._ack_timeout:.0f}s"
+                    ) from None
+        finally:
+            self._batch = None
+        if batch.refused:
+            codes = ", ".join(str(c) for c in batch.refused)
+            raise BrokerUnavailableError(f"broker refused publishes: {codes}")
+
+    def _acknowledged(self, mid: int, reason: ReasonCode) -> None:
+        """paho's on_publish (on the event loop: aiomqtt drives paho's socket)."""
+        batch = self._batch
+        if batch is None:
+            return
+        if reason.is_failure:
+            batch.refused.append(reason)
+        if mid in batch.waiting:
+            batch.waiting.discard(mid)
+            if batch.sent and not batch.waiting and not batch.done.done():
+                batch.done.set_result(None)
+        elif not batch.sent:
+            batch.early.add(mid)
+
+    def _connection_lost(self, why: str) -> None:
+        batch = self._batch
+        if batch is not None and not batch.done.done():
+            batch.done.set_exception(aiomqtt.MqttError(why))
+
+    def _messages(self, rows: list[_Row]) -> Iterator[tuple[str, bytes, bool, Properties]]:
+        """What to publish for ``rows``, in order: each event (and its retained
+        snapshot), each plain message, then each tenant's newest seq (retained)."""
         now = utcnow()
-        sends: list[asyncio.Task[None]] = []
         newest: dict[str, int] = {}
         for row in rows:
             if row.seq is not None:
-                sends.append(self._send(client, row.topic, row.payload, retain=False))
+                yield row.topic, row.payload.encode(), False, _JSON
                 newest[row.tenant] = max(row.seq, newest.get(row.tenant, 0))
             elif row.snapshot_topic is None:  # a plain message: a user's notification
-                sends.append(self._send(client, row.topic, row.payload, retain=False))
+                yield row.topic, row.payload.encode(), False, _JSON
             if row.snapshot_topic is not None:
                 remaining = (
                     int((row.snapshot_expires_at - now).total_seconds())
@@ -309,38 +353,27 @@ class Relay(BackgroundService):
                     else 0
                 )
                 if row.snapshot_payload is not None and remaining > 0:
-                    sends.append(
-                        self._send(
-                            client,
-                            row.snapshot_topic,
-                            row.snapshot_payload,
-                            retain=True,
-                            expiry=remaining,
-                        )
-                    )
+                    props = publish_properties(json_body=True, expiry=remaining)
+                    yield row.snapshot_topic, row.snapshot_payload.encode(), True, props
                 else:
                     # An empty retained message removes the snapshot.
-                    sends.append(self._send(client, row.snapshot_topic, "", retain=True))
+                    yield row.snapshot_topic, b"", True, _EMPTY
         for tenant, seq in newest.items():
-            body = json.dumps({"seq": seq, "at": iso_utc(now)})
-            sends.append(self._send(client, meta_seq_topic(tenant).value, body, retain=True))
-        await asyncio.gather(*sends)
-        if self._failed_pubacks:
-            codes = ", ".join(str(c) for c in self._failed_pubacks)
-            raise BrokerUnavailableError(f"broker refused publishes: {codes}")
+            body = json.dumps({"seq": seq, "at": iso_utc(now)}).encode()
+            yield meta_seq_topic(tenant).value, body, True, _JSON
 
-    def _send(
-        self,
-        client: aiomqtt.Client,
-        topic: str,
-        payload: str,
-        *,
-        retain: bool,
-        expiry: int | None = None,
-    ) -> asyncio.Task[None]:
-        props = publish_properties(json_body=bool(payload), expiry=expiry)
-        # Creating the task starts nothing yet; gather runs them in creation order and
-        # each reaches paho's publish (which queues in order) before its first await.
-        return asyncio.ensure_future(
-            client.publish(topic, payload.encode(), qos=1, retain=retain, properties=props)
-        )
+
+@dataclass(slots=True)
+class _Batch:
+    """The PUBACKs one relay pass waits for."""
+
+    done: asyncio.Future[None]
+    waiting: set[int] = field(default_factory=set)
+    early: set[int] = field(default_factory=set)
+    refused: list[ReasonCode] = field(default_factory=list)
+    sent: bool = False
+
+
+# paho only reads these; one of each serves every message.
+_JSON = publish_properties(json_body=True)
+_EMPTY = publish_properties(json_body=False)

@@ -8,6 +8,8 @@ is pinned by configuration, never read from the token.
 from __future__ import annotations
 
 import re
+import threading
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -36,6 +38,13 @@ class Principal:
 
 
 class TokenVerifier:
+    """Verifies bearer tokens; remembers verified ones (see ``cached``)."""
+
+    # A token verified once is trusted until its exp, but for at most this long, so a
+    # key withdrawn from the JWKS stops working within minutes. Bounded in entries.
+    CACHE_SECONDS = 300.0
+    CACHE_ENTRIES = 10_000
+
     def __init__(
         self,
         *,
@@ -56,8 +65,39 @@ class TokenVerifier:
         self._issuer = issuer
         self._audience = audience
         self._leeway = leeway
+        self._cache: dict[str, tuple[float, Principal]] = {}
+        self._cache_lock = threading.Lock()
+
+    def cached(self, token: str) -> Principal | None:
+        """The principal of a token verified recently and not expired since, or None.
+        Verifying a signature costs more than the rest of a small request."""
+        entry = self._cache.get(token)
+        if entry is None:
+            return None
+        until, principal = entry
+        if time.time() >= until:
+            with self._cache_lock:
+                self._cache.pop(token, None)
+            return None
+        return principal
 
     def verify(self, token: str) -> Principal:
+        principal = self.cached(token)
+        if principal is not None:
+            return principal
+        principal = self._verify(token)
+        until = min(
+            principal.expires_at.timestamp() + self._leeway, time.time() + self.CACHE_SECONDS
+        )
+        with self._cache_lock:
+            if len(self._cache) >= self.CACHE_ENTRIES:
+                # Drop the older half (dicts keep insertion order).
+                for stale in list(self._cache)[: self.CACHE_ENTRIES // 2]:
+                    del self._cache[stale]
+            self._cache[token] = (until, principal)
+        return principal
+
+    def _verify(self, token: str) -> Principal:
         try:
             key = self._jwks.get_signing_key_from_jwt(token).key if self._jwks else self._key
             options: Any = {

@@ -5,15 +5,16 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
-from sqlalchemy import select
+from starlette.concurrency import run_in_threadpool
 
-from api.deps import CurrentUser, DbSession, ServiceOrAdmin
-from api.errors import Gone, Invalid, NotFound
-from api.models import Patient
-from api.schemas import EventPage, PublishedEvent, PublishEvent
+from api.deps import CurrentUser, DbSession, RuntimeDep, ServiceOrAdmin
+from api.errors import ApiError, Gone, Invalid
+from api.runtime import Runtime, known_patients
+from api.schemas import EventPage, PublishBatch, PublishedBatch, PublishedEvent, PublishEvent
 from hub.catalog import CATALOG, catalog_json_schema
-from hub.errors import UnknownEventTypeError
-from hub.outbox import emit, replay
+from hub.errors import EventValidationError, UnknownEventTypeError, UnknownPatientsError
+from hub.outbox import EmittedEvent, PreparedEvent, prepare_event, replay
+from hub.tokens import Principal
 
 router = APIRouter(prefix="/events", tags=["events"])
 
@@ -60,21 +61,11 @@ def get_events(
     return EventPage(events=page.events, latest_seq=page.latest_seq)
 
 
-@router.post("", status_code=202, response_model=PublishedEvent)
-def publish_event(body: PublishEvent, user: ServiceOrAdmin, db: DbSession) -> PublishedEvent:
-    """Publish a catalog event from another backend service, through the outbox."""
-    if body.type not in CATALOG:
-        raise Invalid(f"unknown event type {body.type!r}")
-    if (
-        db.scalar(
-            select(Patient.id).where(Patient.tenant == user.tenant, Patient.id == body.patient_id)
-        )
-        is None
-    ):
-        raise NotFound(f"patient {body.patient_id} not found")
+def _prepare(body: PublishEvent, user: Principal, index: int | None = None) -> PreparedEvent:
+    """Validate one event of ``user``'s tenant; errors name the batch index if any."""
+    where = "" if index is None else f"events[{index}]: "
     try:
-        emitted = emit(
-            db,
+        return prepare_event(
             tenant=user.tenant,
             event_type=body.type,
             actor=user.sub,
@@ -82,10 +73,71 @@ def publish_event(body: PublishEvent, user: ServiceOrAdmin, db: DbSession) -> Pu
             entity_id=body.entity_id,
             data=body.data,
         )
-    except UnknownEventTypeError as exc:
-        raise Invalid(str(exc)) from None
-    db.commit()
-    return PublishedEvent(id=emitted.id, seq=emitted.seq, type=emitted.type, topic=emitted.topic)
+    except UnknownEventTypeError:
+        raise Invalid(f"{where}unknown event type {body.type!r}") from None
+    except EventValidationError as exc:
+        if index is None:
+            raise
+        details = [
+            {
+                "field": ".".join(
+                    ["events", str(index), "data", *(str(p) for p in e.get("loc", []))]
+                ),
+                "message": str(e.get("msg")),
+            }
+            for e in exc.errors
+        ]
+        raise Invalid(f"{where}invalid payload for {body.type}", details=details) from None
+    except ValueError as exc:
+        raise Invalid(f"{where}{exc}") from None
+
+
+def _published(e: EmittedEvent) -> PublishedEvent:
+    return PublishedEvent(id=e.id, seq=e.seq, type=e.type, topic=e.topic)
+
+
+async def _prepare_all(
+    bodies: list[PublishEvent], user: Principal, runtime: Runtime, *, batch: bool
+) -> list[PreparedEvent]:
+    """Validate every event. An unknown patient is a 404 even when the event is also
+    invalid, as on every other route: the patient check reads the database only then
+    (on the valid path, the writer checks the patients in its transaction)."""
+    try:
+        return [_prepare(b, user, i if batch else None) for i, b in enumerate(bodies)]
+    except (ApiError, EventValidationError):
+        pairs = {(user.tenant, b.patient_id) for b in bodies}
+
+        def known() -> set[tuple[str, str]]:
+            with runtime.engine.connect() as conn:
+                return known_patients(conn, pairs)
+
+        found = await run_in_threadpool(known)
+        missing = sorted({pid for tenant, pid in pairs if (tenant, pid) not in found})
+        if missing:
+            raise UnknownPatientsError(missing) from None
+        raise
+
+
+@router.post("", status_code=202, response_model=PublishedEvent)
+async def publish_event(
+    body: PublishEvent, user: ServiceOrAdmin, runtime: RuntimeDep
+) -> PublishedEvent:
+    """Publish a catalog event from another backend service, through the outbox.
+    Committed by the group-commit writer (hub.writer) with whatever else is waiting."""
+    prepared = await _prepare_all([body], user, runtime, batch=False)
+    (emitted,) = await runtime.writer.write(prepared)
+    return _published(emitted)
+
+
+@router.post("/batch", status_code=202, response_model=PublishedBatch)
+async def publish_batch(
+    body: PublishBatch, user: ServiceOrAdmin, runtime: RuntimeDep
+) -> PublishedBatch:
+    """Publish up to 500 events in one transaction: all are valid and committed, each
+    with its seq in the order given, or none is (422 or 404 naming what is wrong)."""
+    prepared = await _prepare_all(body.events, user, runtime, batch=True)
+    emitted = await runtime.writer.write(prepared)
+    return PublishedBatch(events=[_published(e) for e in emitted])
 
 
 @router.get("/catalog")

@@ -68,6 +68,15 @@ def readyz(runtime: RuntimeDep) -> JSONResponse:
         "lastError": relay.last_error,
     }
     ok = ok and broker_ok
+    # Informational: a full queue answers 503 per request; it does not take the whole
+    # process out of a load balancer (all of them would go at once under a burst).
+    writer = runtime.writer
+    checks["writer"] = {
+        "ok": True,
+        "pending": writer.pending,
+        "maxPending": writer.max_pending,
+        "writing": writer.writing,
+    }
     return JSONResponse({"ready": ok, "checks": checks}, status_code=200 if ok else 503)
 
 

@@ -1,0 +1,263 @@
+"""Group commit for events that need nothing but their own rows (``POST /events`` and
+its batch form).
+
+Each request used to run its own transaction: a seq update, an ORM insert and a
+commit, with SQLite writers queueing in its busy handler and PostgreSQL paying a
+round trip per statement. Here one thread owns one connection and writes whatever
+is waiting as one transaction: one query that checks every named patient exists,
+one upsert that reserves each tenant's seqs (tenants locked in sorted order, so two
+writers of different processes cannot deadlock), one multi-row insert, one commit
+(one fsync on SQLite). A request's events all commit or none do, and it is answered
+only after the commit: an acknowledged event survives kill -9.
+
+A group that fails as a whole (the database went away, a constraint) is retried one
+request at a time, so one request's failure is never another's. Past ``max_pending``
+waiting events, ``submit`` refuses at once (``WriterOverloadedError``: the api's 503)
+instead of letting latency grow without bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections import Counter
+from collections.abc import Callable, Collection, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from queue import Empty, SimpleQueue
+
+from sqlalchemy import Connection, Engine, insert, text
+from sqlalchemy.dialects import postgresql, sqlite
+
+from hub.db import utcnow
+from hub.errors import UnknownPatientsError, WriterClosedError, WriterOverloadedError
+from hub.outbox import (
+    EmittedEvent,
+    OutboxEvent,
+    PreparedEvent,
+    TenantSequence,
+    event_row,
+    notify_committed,
+)
+from hub.pgnotify import OUTBOX_CHANNEL
+
+log = logging.getLogger("hub.writer")
+
+# (tenant, patient id) pairs -> the subset that exists, read on the writer's connection.
+PatientCheck = Callable[[Connection, Collection[tuple[str, str]]], set[tuple[str, str]]]
+
+
+@dataclass(slots=True)
+class _Job:
+    events: Sequence[PreparedEvent]
+    future: Future[list[EmittedEvent]] = field(default_factory=Future)
+
+
+class EventWriter:
+    """Writes prepared events in groups on a thread of its own. Start with ``start``
+    (or as a context manager); ``close`` writes what was submitted, then stops."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        known_patients: PatientCheck,
+        max_pending: int = 2000,
+        max_group: int = 2000,
+    ) -> None:
+        self._engine = engine
+        self._known_patients = known_patients
+        self._max_pending = max_pending
+        self._max_group = max_group
+        self._queue: SimpleQueue[_Job | None] = SimpleQueue()
+        self._lock = threading.Lock()
+        self._pending = 0
+        self._closed = False
+        self._thread: threading.Thread | None = None
+        self._conn: Connection | None = None
+        self._postgres = engine.dialect.name == "postgresql"
+        self.groups = 0  # transactions committed, for tests and figures
+        self.written = 0  # events committed
+        self.writing = False  # a group is being written (waiting for the database, maybe)
+
+    def start(self) -> None:
+        if self._thread is not None:
+            raise RuntimeError("the writer is already running")
+        self._thread = threading.Thread(target=self._run, name="hub-event-writer", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        """Refuse new events, write those already submitted, stop the thread."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        self._queue.put(None)
+        if self._thread is not None:
+            self._thread.join()
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def __enter__(self) -> EventWriter:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @property
+    def pending(self) -> int:
+        """Events submitted and not yet taken into a group."""
+        return self._pending
+
+    @property
+    def max_pending(self) -> int:
+        return self._max_pending
+
+    def submit(self, events: Sequence[PreparedEvent]) -> Future[list[EmittedEvent]]:
+        """Queue ``events`` to commit together; the future holds them with their seqs,
+        in the order given. A request larger than ``max_pending`` is taken when
+        nothing else waits, so a big batch is slow rather than impossible."""
+        if not events:
+            raise ValueError("no events to write")
+        job = _Job(events)
+        with self._lock:
+            if self._closed:
+                raise WriterClosedError("the event writer has stopped")
+            if self._pending and self._pending + len(events) > self._max_pending:
+                raise WriterOverloadedError(self._pending)
+            self._pending += len(events)
+        self._queue.put(job)
+        return job.future
+
+    async def write(self, events: Sequence[PreparedEvent]) -> list[EmittedEvent]:
+        """``submit`` for a coroutine. Cancelling the wait does not cancel the write."""
+        return await asyncio.wrap_future(self.submit(events))
+
+    # --- the writer thread ---
+
+    def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            first = self._queue.get()
+            if first is None:
+                break
+            jobs, count = [first], len(first.events)
+            while count < self._max_group:
+                try:
+                    job = self._queue.get_nowait()
+                except Empty:
+                    break
+                if job is None:
+                    stopping = True
+                    break
+                jobs.append(job)
+                count += len(job.events)
+            with self._lock:
+                self._pending -= count
+            self.writing = True
+            try:
+                self._commit(jobs)
+            finally:
+                self.writing = False
+
+    def _commit(self, jobs: list[_Job]) -> None:
+        try:
+            results = self._write_group(jobs)
+        except Exception as exc:
+            if len(jobs) == 1:
+                self._settle(jobs[0], exc)
+                return
+            log.warning("a group of %d requests failed; writing them one by one", len(jobs))
+            for job in jobs:
+                try:
+                    results = self._write_group([job])
+                except Exception as single:
+                    self._settle(job, single)
+                else:
+                    self._settle(job, results[0])
+            return
+        for job, result in zip(jobs, results, strict=True):
+            self._settle(job, result)
+
+    @staticmethod
+    def _settle(job: _Job, result: list[EmittedEvent] | Exception) -> None:
+        if isinstance(result, Exception):
+            job.future.set_exception(result)
+        else:
+            job.future.set_result(result)
+
+    def _connection(self) -> Connection:
+        if self._conn is None or self._conn.closed or self._conn.invalidated:
+            if self._conn is not None:
+                self._conn.close()
+            self._conn = self._engine.connect()
+        return self._conn
+
+    def _write_group(self, jobs: list[_Job]) -> list[list[EmittedEvent] | Exception]:
+        conn = self._connection()
+        try:
+            with conn.begin():
+                results = self._insert(conn, jobs)
+        except Exception:
+            # A broken connection is replaced before the next group.
+            conn.invalidate()
+            raise
+        written = sum(len(r) for r in results if not isinstance(r, Exception))
+        if written:
+            self.groups += 1
+            self.written += written
+            notify_committed()
+        return results
+
+    def _insert(self, conn: Connection, jobs: list[_Job]) -> list[list[EmittedEvent] | Exception]:
+        pairs = {(e.tenant, e.patient_id) for job in jobs for e in job.events}
+        known = self._known_patients(conn, pairs)
+        results: list[list[EmittedEvent] | Exception] = []
+        accepted: list[tuple[int, _Job]] = []
+        for i, job in enumerate(jobs):
+            missing = sorted(
+                {e.patient_id for e in job.events if (e.tenant, e.patient_id) not in known}
+            )
+            if missing:
+                results.append(UnknownPatientsError(missing))
+            else:
+                results.append([])
+                accepted.append((i, job))
+        if not accepted:
+            return results
+        counts = Counter(e.tenant for _, job in accepted for e in job.events)
+        next_seq = {t: last - counts[t] + 1 for t, last in self._reserve(conn, counts).items()}
+        now = utcnow()
+        rows = []
+        for i, job in accepted:
+            emitted = results[i]
+            assert isinstance(emitted, list)
+            for event in job.events:
+                seq = next_seq[event.tenant]
+                next_seq[event.tenant] = seq + 1
+                envelope, row = event_row(event, seq=seq, occurred_at=now)
+                rows.append(row)
+                emitted.append(
+                    EmittedEvent(row["id"], event.tenant, seq, event.type, event.topic, envelope)
+                )
+        conn.execute(insert(OutboxEvent), rows)
+        if self._postgres:
+            # Other processes' relays LISTEN; delivered only if this commits.
+            conn.execute(text(f"NOTIFY {OUTBOX_CHANNEL}"))
+        return results
+
+    def _reserve(self, conn: Connection, counts: Counter[str]) -> dict[str, int]:
+        """Add each tenant's count to its last seq in one statement; the new last seqs.
+        Rows are locked in the order of the VALUES, sorted, as every writer does."""
+        insert_fn = postgresql.insert if self._postgres else sqlite.insert
+        stmt = insert_fn(TenantSequence).values(
+            [{"tenant": t, "last_seq": counts[t]} for t in sorted(counts)]
+        )
+        upsert = stmt.on_conflict_do_update(
+            index_elements=["tenant"],
+            set_={"last_seq": TenantSequence.last_seq + stmt.excluded.last_seq},
+        ).returning(TenantSequence.tenant, TenantSequence.last_seq)
+        return {tenant: int(last) for tenant, last in conn.execute(upsert)}

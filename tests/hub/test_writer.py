@@ -1,0 +1,302 @@
+"""The group-commit writer (hub.writer) against real databases: requests that wait
+together commit together, each keeps its own outcome, seqs stay gapless beside the
+ORM path, and a full queue refuses at once."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Collection, Iterator
+from concurrent.futures import Future
+from datetime import date
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy import Connection, Engine, select
+
+from api.models import Patient
+from api.runtime import known_patients
+from hub.db import make_engine, make_sessionmaker, utcnow
+from hub.errors import UnknownPatientsError, WriterClosedError, WriterOverloadedError
+from hub.outbox import EmittedEvent, OutboxEvent, PreparedEvent, emit, prepare_event
+from hub.writer import EventWriter, PatientCheck
+from tests.conftest import BACKENDS, _require_backend
+from tests.support.stack import Database
+
+TENANTS = ("acme", "birch", "cedar")
+
+
+@pytest.fixture(params=BACKENDS)
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    _require_backend(request.param)
+    db = Database(request.param, tmp_path)
+    engine = make_engine(db.url, **({} if request.param == "sqlite" else {"pool_size": 10}))
+    with make_sessionmaker(engine).begin() as s:
+        for tenant in TENANTS:
+            for n in (1, 2):
+                s.add(
+                    Patient(
+                        tenant=tenant,
+                        id=f"p-{n}",
+                        first_name="Ada",
+                        last_name="Lovelace",
+                        date_of_birth=date(1980, 1, 1),
+                        created_at=utcnow(),
+                        updated_at=utcnow(),
+                    )
+                )
+    yield engine
+    engine.dispose()
+    db.drop()
+
+
+def event(tenant: str = "acme", patient: str = "p-1", cents: int = 100) -> PreparedEvent:
+    return prepare_event(
+        tenant=tenant,
+        event_type="patient:balance_changed",
+        actor="svc-1",
+        patient_id=patient,
+        entity_id=patient,
+        data={
+            "patientId": patient,
+            "balanceCents": cents,
+            "previousBalanceCents": 0,
+            "reason": "copay",
+        },
+    )
+
+
+class WriteLock:
+    """Holds the database's write lock from another connection, so the writer's next
+    group waits and what is submitted meanwhile queues behind it (deterministic
+    grouping, on SQLite by BEGIN IMMEDIATE, on PostgreSQL by the tenants' seq rows)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._conn = engine.connect()
+        self._tx = self._conn.begin()
+        if engine.dialect.name == "postgresql":
+            self._conn.execute(
+                sa.text("SELECT * FROM tenant_sequences WHERE tenant = ANY(:t) FOR UPDATE"),
+                {"t": list(TENANTS)},
+            )
+
+    def release(self) -> None:
+        self._tx.rollback()
+        self._conn.close()
+
+
+def seed_sequences(engine: Engine) -> None:
+    """Seq rows exist (PostgreSQL's FOR UPDATE only locks rows that do)."""
+    with make_sessionmaker(engine).begin() as s:
+        for tenant in TENANTS:
+            emit(
+                s,
+                tenant=tenant,
+                event_type="patient:balance_changed",
+                actor="seed",
+                patient_id="p-1",
+                entity_id="p-1",
+                data={
+                    "patientId": "p-1",
+                    "balanceCents": 0,
+                    "previousBalanceCents": 0,
+                    "reason": "seed",
+                },
+            )
+
+
+def wait_taken(writer: EventWriter, pending: int) -> None:
+    """Until the writer has taken its first group (what remains is ``pending``)."""
+    for _ in range(500):
+        if writer.pending == pending:
+            return
+        threading.Event().wait(0.01)
+    raise AssertionError(f"pending stayed {writer.pending}")
+
+
+def events_in_db(engine: Engine) -> list[tuple[str, int, str]]:
+    with make_sessionmaker(engine)() as s:
+        rows = s.execute(
+            select(OutboxEvent.tenant, OutboxEvent.seq, OutboxEvent.payload).order_by(
+                OutboxEvent.pk
+            )
+        ).all()
+    return [(t, int(seq), payload) for t, seq, payload in rows]
+
+
+def test_requests_that_wait_together_commit_as_one_group(engine: Engine) -> None:
+    seed_sequences(engine)
+    with EventWriter(engine, known_patients=known_patients) as writer:
+        lock = WriteLock(engine)
+        first = writer.submit([event("acme")])
+        wait_taken(writer, 0)  # the first group waits for the lock
+        later = [writer.submit([event(TENANTS[i % 3], cents=i)]) for i in range(9)]
+        lock.release()
+        results = [f.result(timeout=30) for f in [first, *later]]
+        assert writer.groups == 2  # the first alone, then the nine queued together
+        assert writer.written == 10
+    # Each tenant's seqs continue gapless from the seeded 1, in submission order.
+    by_tenant: dict[str, list[int]] = {}
+    for (emitted,) in results:
+        by_tenant.setdefault(emitted.tenant, []).append(emitted.seq)
+    for tenant, seqs in by_tenant.items():
+        assert seqs == list(range(2, 2 + len(seqs))), tenant
+    stored = events_in_db(engine)
+    for tenant in TENANTS:
+        assert [s for t, s, _ in stored if t == tenant] == list(
+            range(1, 2 + len(by_tenant[tenant]))
+        )
+
+
+def test_a_request_naming_an_unknown_patient_fails_alone_and_writes_nothing(
+    engine: Engine,
+) -> None:
+    seed_sequences(engine)
+    with EventWriter(engine, known_patients=known_patients) as writer:
+        lock = WriteLock(engine)
+        blocker = writer.submit([event("acme")])
+        wait_taken(writer, 0)
+        good = writer.submit([event("acme", cents=1), event("birch", cents=2)])
+        bad = writer.submit([event("acme", cents=3), event("acme", patient="p-404")])
+        foreign = writer.submit([event("birch", patient="p-404")])
+        after = writer.submit([event("acme", cents=4)])
+        lock.release()
+        blocker.result(timeout=30)
+        assert [(e.tenant, e.seq) for e in good.result(timeout=30)] == [("acme", 3), ("birch", 2)]
+        with pytest.raises(UnknownPatientsError) as err:
+            bad.result(timeout=30)
+        assert err.value.patient_ids == ["p-404"]
+        with pytest.raises(UnknownPatientsError):
+            foreign.result(timeout=30)
+        assert [(e.tenant, e.seq) for e in after.result(timeout=30)] == [("acme", 4)]
+    stored = events_in_db(engine)
+    assert [(t, s) for t, s, _ in stored if t == "acme"] == [("acme", n) for n in range(1, 5)]
+    assert '"balanceCents":3' not in "".join(p for _, _, p in stored)
+
+
+def test_another_tenants_patient_is_unknown(engine: Engine) -> None:
+    """p-1 exists in acme, not in a tenant that has no patients at all."""
+    with (
+        EventWriter(engine, known_patients=known_patients) as writer,
+        pytest.raises(UnknownPatientsError),
+    ):
+        writer.submit([event("dune", patient="p-1")]).result(timeout=30)
+    assert events_in_db(engine) == []
+
+
+def test_a_group_that_fails_is_retried_request_by_request(engine: Engine) -> None:
+    """A failure of the whole transaction (here the patient check raising for one
+    request's patient) must not fail the other requests of its group."""
+    seed_sequences(engine)
+
+    def flaky(conn: Connection, pairs: Collection[tuple[str, str]]) -> set[tuple[str, str]]:
+        if ("acme", "p-2") in pairs:
+            raise sa.exc.OperationalError("SELECT", {}, Exception("simulated failure"))
+        return known_patients(conn, pairs)
+
+    check: PatientCheck = flaky
+    with EventWriter(engine, known_patients=check) as writer:
+        lock = WriteLock(engine)
+        blocker = writer.submit([event("acme")])
+        wait_taken(writer, 0)
+        ok1 = writer.submit([event("birch")])
+        doomed = writer.submit([event("acme", patient="p-2")])
+        ok2 = writer.submit([event("cedar")])
+        lock.release()
+        blocker.result(timeout=30)
+        assert ok1.result(timeout=30)[0].seq == 2
+        assert ok2.result(timeout=30)[0].seq == 2
+        with pytest.raises(sa.exc.OperationalError):
+            doomed.result(timeout=30)
+    assert len(events_in_db(engine)) == 3 + 3
+
+
+def test_a_full_queue_refuses_at_once_and_what_was_accepted_commits(engine: Engine) -> None:
+    seed_sequences(engine)
+    writer = EventWriter(engine, known_patients=known_patients, max_pending=5)
+    writer.start()
+    try:
+        lock = WriteLock(engine)
+        blocker = writer.submit([event("acme")])
+        wait_taken(writer, 0)
+        accepted = [writer.submit([event("birch"), event("birch")]) for _ in range(2)]
+        accepted.append(writer.submit([event("cedar")]))  # 5 waiting
+        with pytest.raises(WriterOverloadedError):
+            writer.submit([event("cedar")])
+        lock.release()
+        for f in [blocker, *accepted]:
+            f.result(timeout=30)
+        # Once drained, it accepts again; a request bigger than the bound is taken
+        # when nothing waits.
+        big = writer.submit([event("acme", cents=i) for i in range(8)])
+        assert [e.seq for e in big.result(timeout=30)] == list(range(3, 11))
+    finally:
+        writer.close()
+
+
+def test_close_writes_what_was_submitted_then_refuses(engine: Engine) -> None:
+    writer = EventWriter(engine, known_patients=known_patients)
+    writer.start()
+    futures: list[Future[list[EmittedEvent]]] = [
+        writer.submit([event(TENANTS[i % 3], cents=i)]) for i in range(30)
+    ]
+    writer.close()
+    assert all(f.done() for f in futures)
+    assert sorted(e.seq for f in futures for e in f.result() if e.tenant == "acme") == list(
+        range(1, 11)
+    )
+    with pytest.raises(WriterClosedError):
+        writer.submit([event()])
+
+
+def test_writer_and_orm_path_share_gapless_seqs_under_concurrency(engine: Engine) -> None:
+    """Domain routes still emit through the ORM in their own transactions; with the
+    writer committing beside them, every tenant's seqs are 1..n without a gap or a
+    duplicate, and pk order is seq order."""
+    sessions = make_sessionmaker(engine)
+    errors: list[BaseException] = []
+
+    def orm_writer(n: int) -> None:
+        try:
+            for i in range(15):
+                with sessions.begin() as s:
+                    emit(
+                        s,
+                        tenant=TENANTS[(n + i) % 3],
+                        event_type="patient:balance_changed",
+                        actor="route",
+                        patient_id="p-2",
+                        entity_id="p-2",
+                        data={
+                            "patientId": "p-2",
+                            "balanceCents": i,
+                            "previousBalanceCents": 0,
+                            "reason": "copay",
+                        },
+                    )
+        except BaseException as exc:
+            errors.append(exc)
+
+    def submitter(writer: EventWriter, n: int) -> Callable[[], None]:
+        def run() -> None:
+            try:
+                for i in range(15):
+                    writer.submit([event(TENANTS[(n + i) % 3]), event(TENANTS[i % 3])]).result(30)
+            except BaseException as exc:
+                errors.append(exc)
+
+        return run
+
+    with EventWriter(engine, known_patients=known_patients) as writer:
+        threads = [threading.Thread(target=orm_writer, args=(n,)) for n in range(3)]
+        threads += [threading.Thread(target=submitter(writer, n)) for n in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert errors == []
+    stored = events_in_db(engine)
+    assert len(stored) == 3 * 15 + 4 * 15 * 2
+    for tenant in TENANTS:
+        seqs = [s for t, s, _ in stored if t == tenant]
+        assert seqs == list(range(1, len(seqs) + 1)), tenant
