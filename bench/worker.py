@@ -11,6 +11,11 @@ line is one session to connect (at most ``--concurrency`` connecting at once) an
 subscribe at QoS 1. Commands: ``end`` (no more sessions: answer ``connected`` once
 all are done), ``stats`` (deliveries so far), ``latencies`` (delivery latencies from
 the payload's send time, then forget them), ``close`` (DISCONNECT all, exit).
+With ``--events`` (``bench.events``) the deliveries are the hub's event envelopes:
+only those on event topics count (``events`` in ``stats``; retained snapshots have one
+level less), the send time is the ``bench:<ns>`` mark in the data's ``reason``
+(``marked`` of them), and an event without one is kept as (topic, arrival time) in
+``arrivals`` for the parent to match against its own send times.
 
 ``publish``: one TCP client (password in ``BENCH_PASSWORD``). ``rate`` publishes QoS 1
 at a steady pace, each payload starting with its send time in ns, until ``stop``;
@@ -40,6 +45,11 @@ from bench.mqtt5 import (
 )
 
 MAX_REPORTED_FAILURES = 20
+# What bench.events writes into an event's data.reason, followed by time.monotonic_ns().
+MARK = "bench:"
+_MARK_FIELD = b'"reason":"' + MARK.encode()
+# tenants/{t}/patients/{p}/{entity}/{id}/{action} (hub.topics.event_topic)
+_EVENT_TOPIC_SLASHES = 6
 
 
 def emit(obj: dict[str, Any]) -> None:
@@ -75,6 +85,9 @@ class Sessions:
         self.first = 0.0
         self.last = 0.0
         self.samples: list[tuple[float, float]] = []
+        self.events = 0
+        self.marked = 0
+        self.arrivals: list[tuple[str, float]] = []
 
     def on_publish(self, pub: Publish) -> None:
         now = time.monotonic()
@@ -82,9 +95,26 @@ class Sessions:
             self.first = now
         self.count += 1
         self.last = now
-        if self.opts.latency:
+        if self.opts.events:
+            self.on_event(pub, now)
+        elif self.opts.latency:
             sent_ns = int(pub.payload.split(b" ", 1)[0])
             self.samples.append((sent_ns / 1e9, (time.monotonic_ns() - sent_ns) / 1e6))
+
+    def on_event(self, pub: Publish, now: float) -> None:
+        if pub.topic.count("/") != _EVENT_TOPIC_SLASHES:
+            return
+        self.events += 1
+        # A byte search, not json.loads: hundreds of thousands of deliveries share
+        # two cores with the api and the broker.
+        at = pub.payload.find(_MARK_FIELD)
+        if at < 0:
+            self.arrivals.append((pub.topic, now))
+            return
+        self.marked += 1
+        start = at + len(_MARK_FIELD)
+        sent_ns = int(pub.payload[start : pub.payload.index(b'"', start)])
+        self.samples.append((sent_ns / 1e9, (time.monotonic_ns() - sent_ns) / 1e6))
 
     async def connect(self, spec: dict[str, Any]) -> None:
         async with self.slots:
@@ -161,14 +191,17 @@ class Sessions:
                         {
                             "type": "stats",
                             "count": self.count,
+                            "events": self.events,
+                            "marked": self.marked,
                             "first": self.first,
                             "last": self.last,
                             "live": live,
                         }
                     )
                 elif cmd == "latencies":
-                    emit({"type": "latencies", "samples": self.samples})
+                    emit({"type": "latencies", "samples": self.samples, "arrivals": self.arrivals})
                     self.samples = []
+                    self.arrivals = []
                 elif cmd == "close":
                     break
         finally:
@@ -305,6 +338,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--session-expiry", type=int, default=3600)
     p.add_argument("--clean-start", action="store_true")
     p.add_argument("--latency", action="store_true", help="record delivery latencies")
+    p.add_argument("--events", action="store_true", help="deliveries are hub event envelopes")
     p.add_argument("--nice", type=int, default=0)
     p.add_argument("--client-id", default="bench-pub")
     p.add_argument("--username", default="hub-service")

@@ -1,7 +1,7 @@
-"""Smoke tests of the benchmarks: `python -m bench.sessions --quick` and
-`python -m bench.relay_ha` (three events, SQLite) run against a real broker and
-database, exit 0 and print their rows of figures. No timing thresholds: the figures
-depend on the machine."""
+"""Smoke tests of the benchmarks: `python -m bench.sessions --quick`,
+`python -m bench.relay_ha` (three events, SQLite), `python -m bench.kiosk --quick` and
+`python -m bench.events --quick` run against a real broker and database, exit 0 and
+print their rows of figures. No timing thresholds: the figures depend on the machine."""
 
 from __future__ import annotations
 
@@ -63,3 +63,16 @@ def test_kiosk_run_prints_its_row() -> None:
     # backend, kiosks, requests, ok, p50, p99, max
     match = re.search(r"^sqlite\s+3\s+6\s+6\s+[\d.]+\s+[\d.]+\s+[\d.]+$", out, re.MULTILINE)
     assert match is not None, out
+
+
+def test_events_quick_run_prints_every_phase_with_nothing_lost() -> None:
+    out = _run(["bench.events", "--quick", "--deadline", "100"], timeout=160)
+    # sent, ok (some), 503s, err 0, delivered/expected (all), lost 0; then events/s,
+    # four latencies, api CPU s and ms/event, broker ms/event, generator and
+    # subscriber CPU s, load average.
+    figures = rf"\d+\s+[1-9]\d*\s+\d+\s+0\s+(?P<d>[1-9]\d*)/(?P=d)\s+0(\s+{NUM}){{11}}"
+    for phase in ("latency", "ingest", "domain-book", "domain-checkin"):
+        assert re.search(rf"^sqlite\s+{phase}\s+{figures}$", out, re.MULTILINE), out
+    # POST /events/batch may not exist yet: then its row says so.
+    batch = rf"^sqlite\s+batch\s+({figures}|unavailable \(.*\))$"
+    assert re.search(batch, out, re.MULTILINE), out

@@ -76,15 +76,16 @@ class Broker:
 
 
 class Database:
-    """A fresh database: an SQLite file, or a new PostgreSQL database (dropped after)."""
+    """A fresh database: an SQLite file, or a new PostgreSQL database (dropped after)
+    on the server of ``admin_url`` (by default ``HUB_TEST_POSTGRES_URL``)."""
 
-    def __init__(self, backend: str, tmp: Path) -> None:
+    def __init__(self, backend: str, tmp: Path, *, admin_url: str | None = None) -> None:
         self.backend = backend
         self._admin_url: str | None = None
         if backend == "sqlite":
             self.url = f"sqlite:///{tmp / 'hub.db'}"
         else:
-            admin = os.environ["HUB_TEST_POSTGRES_URL"]
+            admin = admin_url or os.environ["HUB_TEST_POSTGRES_URL"]
             self._admin_url = admin
             self.name = f"hubtest_{uuid.uuid4().hex[:10]}"
             engine = sa.create_engine(admin, isolation_level="AUTOCOMMIT")
