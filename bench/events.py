@@ -76,7 +76,6 @@ SETTLE_QUIET_S = 15.0  # stop waiting for deliveries after this long without one
 MAX_RETRIES = 20  # closed loop: 503 answers retried per request
 MAX_RETRY_WAIT_S = 10.0
 SETUP_CONCURRENCY = 4  # SQLite serialises writers: more only lengthens lock waits
-DEFAULT_BODY_LIMIT = 65536  # HUB_MAX_BODY_BYTES's default
 
 
 class DeadlineReachedError(Exception):
@@ -126,14 +125,6 @@ def _booking(patient: str, reason: str | None = None) -> dict[str, Any]:
         "scheduledEnd": (start + timedelta(minutes=30)).isoformat(),
     }
     return body if reason is None else {**body, "reason": reason}
-
-
-def batch_body_limit(batch_size: int) -> int | None:
-    """HUB_MAX_BODY_BYTES for a batch of ``batch_size`` events, when the default is
-    too small for it (ids as long as ``hub.ids.new_id`` makes them)."""
-    patient = "p-" + "0" * 16
-    size = len(_dumps({"events": [_event(patient, time.monotonic_ns())] * batch_size}))
-    return None if size <= DEFAULT_BODY_LIMIT else size + 4096
 
 
 # --- HTTP: a small keep-alive client ---
@@ -270,8 +261,6 @@ def start_stack(backend: str, tmp: Path, opts: Options, cleanup: contextlib.Exit
         "HUB_WS_PORT": str(broker.ws_port),
         "HUB_JWT_SECRET": secret,
     }
-    if opts.body_limit is not None:
-        env["HUB_MAX_BODY_BYTES"] = str(opts.body_limit)
     apis = []
     for n in range(opts.api_processes):
         api = Api(env=env, log_file=tmp / f"api-{n + 1}.log")
@@ -460,7 +449,6 @@ class Options:
     workers: int
     nice: int
     deadline_s: float
-    body_limit: int | None
 
 
 class Bench:
@@ -1034,7 +1022,6 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         workers=ns.workers,
         nice=ns.nice,
         deadline_s=ns.deadline,
-        body_limit=batch_body_limit(ns.batch_size),
     )
 
 
@@ -1043,11 +1030,6 @@ def header(opts: Options) -> str:
     load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
     per = o.subscribers / o.tenants
     poll = os.environ.get("HUB_RELAY_POLL_INTERVAL_SECONDS", "1.0")  # the api's default
-    limit = (
-        f"; HUB_MAX_BODY_BYTES={o.body_limit} so that a batch fits"
-        if o.body_limit is not None
-        else ""
-    )
     return "\n".join(
         (
             f"# events benchmark (issue 8), {version()}, {os.cpu_count()} cores, "
@@ -1056,7 +1038,7 @@ def header(opts: Options) -> str:
             f"({per:.0f} per tenant, each its own user; MQTT 5 over WebSocket, QoS 1, "
             f"tenants/<t>/patients/#; {o.workers} client process(es), nice {o.nice})",
             f"# {o.api_processes} api process(es) under uvicorn, relay poll {poll} s"
-            f"{limit}; backends: {', '.join(o.backends)}",
+            f"; backends: {', '.join(o.backends)}",
             f"# latency: {o.rate:g} events/s for {o.duration_s:g} s, open loop, up to "
             f"{o.connections} connections per api; ingest: {o.ingest_events} events, "
             f"{o.concurrency} in flight",

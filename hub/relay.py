@@ -20,7 +20,7 @@ import json
 import logging
 import random
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
@@ -34,7 +34,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from hub.db import utcnow
 from hub.envelope import iso_utc
-from hub.errors import BrokerUnavailableError
+from hub.errors import BrokerUnavailableError, WriterClosedError
 from hub.leader import Leadership, Role, Turn, leadership_for
 from hub.mqtt import publish_properties
 from hub.outbox import add_commit_listener, remove_commit_listener
@@ -108,6 +108,8 @@ class Relay(BackgroundService):
         self._last_published_at: datetime | None = None
         self._last_error: str | None = None
         self._batch: _Batch | None = None  # the pass awaiting PUBACKs
+        # Commits this process's marks with other writes (EventWriter.mark_published).
+        self.marker: Callable[[list[int], datetime], Awaitable[None]] | None = None
         self._ack_timeout = ack_timeout
         self._threads: anyio.CapacityLimiter | None = None  # made on the loop
         self._lost: str | None = None  # why the broker connection ended, once it did
@@ -229,7 +231,7 @@ class Relay(BackgroundService):
             if rows:
                 await self._publish(client, rows)
                 at = utcnow()
-                await self._in_thread(turn.mark, [r.pk for r in rows], at)
+                await self._mark(turn, [r.pk for r in rows], at)
                 self._published_total += len(rows)
                 self._last_published_at = at
                 self._healthy = True
@@ -237,6 +239,15 @@ class Relay(BackgroundService):
             return rows
         finally:
             await self._in_thread(turn.close)
+
+    async def _mark(self, turn: Turn, pks: list[int], at: datetime) -> None:
+        if self.marker is not None and turn.marks_anywhere:
+            try:
+                await self.marker(pks, at)
+                return
+            except WriterClosedError:  # shutting down: mark on our own
+                pass
+        await self._in_thread(turn.mark, pks, at)
 
     async def _in_thread(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn`` on the relay's own threads: HTTP requests use anyio's default

@@ -25,9 +25,10 @@ from collections import Counter
 from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from datetime import datetime
 from queue import Empty, SimpleQueue
 
-from sqlalchemy import Connection, Engine, insert, text
+from sqlalchemy import Connection, Engine, insert, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from hub.db import utcnow
@@ -52,6 +53,9 @@ PatientCheck = Callable[[Connection, Collection[tuple[str, str]]], set[tuple[str
 class _Job:
     events: Sequence[PreparedEvent]
     future: Future[list[EmittedEvent]] = field(default_factory=Future)
+    # A relay's marks instead of events: these pks were published at ``marked_at``.
+    marks: Sequence[int] = ()
+    marked_at: datetime | None = None
 
 
 class EventWriter:
@@ -136,6 +140,18 @@ class EventWriter:
         """``submit`` for a coroutine. Cancelling the wait does not cancel the write."""
         return await asyncio.wrap_future(self.submit(events))
 
+    async def mark_published(self, pks: Sequence[int], at: datetime) -> None:
+        """Mark outbox rows published in the next group's transaction (the relay's
+        marks). On SQLite this keeps the relay from competing with the writer for the
+        database's one write lock, whose busy handler sleeps in growing steps; and
+        one commit (one fsync) covers both. Never refused for load."""
+        job = _Job((), marks=list(pks), marked_at=at)
+        with self._lock:
+            if self._closed:
+                raise WriterClosedError("the event writer has stopped")
+        self._queue.put(job)
+        await asyncio.wrap_future(job.future)
+
     # --- the writer thread ---
 
     def _run(self) -> None:
@@ -213,11 +229,21 @@ class EventWriter:
         return results
 
     def _insert(self, conn: Connection, jobs: list[_Job]) -> list[list[EmittedEvent] | Exception]:
+        for job in jobs:
+            if job.marks:
+                conn.execute(
+                    update(OutboxEvent)
+                    .where(OutboxEvent.pk.in_(job.marks), OutboxEvent.published_at.is_(None))
+                    .values(published_at=job.marked_at)
+                )
         pairs = {(e.tenant, e.patient_id) for job in jobs for e in job.events}
-        known = self._known_patients(conn, pairs)
+        known = self._known_patients(conn, pairs) if pairs else set()
         results: list[list[EmittedEvent] | Exception] = []
         accepted: list[tuple[int, _Job]] = []
         for i, job in enumerate(jobs):
+            if not job.events:  # marks
+                results.append([])
+                continue
             missing = sorted(
                 {e.patient_id for e in job.events if (e.tenant, e.patient_id) not in known}
             )
