@@ -27,9 +27,9 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime
 from queue import Empty, SimpleQueue
+from typing import Any
 
-from sqlalchemy import Connection, Engine, insert, text, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Connection, Engine
 
 from hub.db import utcnow
 from hub.errors import UnknownPatientsError, WriterClosedError, WriterOverloadedError
@@ -81,6 +81,10 @@ class EventWriter:
         self._thread: threading.Thread | None = None
         self._conn: Connection | None = None
         self._postgres = engine.dialect.name == "postgresql"
+        self._sql = _Statements("%s" if self._postgres else "?")
+        # The column type's own conversion (UTC; naive text on SQLite), as the ORM does.
+        processor = OutboxEvent.__table__.c.occurred_at.type.bind_processor(engine.dialect)
+        self._bind_time: Callable[[Any], Any] = processor or (lambda value: value)
         self.groups = 0  # transactions committed, for tests and figures
         self.written = 0  # events committed
         self.writing = False  # a group is being written (waiting for the database, maybe)
@@ -229,13 +233,22 @@ class EventWriter:
         return results
 
     def _insert(self, conn: Connection, jobs: list[_Job]) -> list[list[EmittedEvent] | Exception]:
+        # The statements go to the driver's cursor as fixed SQL: compiling them through
+        # SQLAlchemy for every group cost more than running them.
+        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            return self._insert_with(cursor, conn, jobs)
+        finally:
+            cursor.close()
+
+    def _insert_with(
+        self, cursor: Any, conn: Connection, jobs: list[_Job]
+    ) -> list[list[EmittedEvent] | Exception]:
+        sql = self._sql
         for job in jobs:
             if job.marks:
-                conn.execute(
-                    update(OutboxEvent)
-                    .where(OutboxEvent.pk.in_(job.marks), OutboxEvent.published_at.is_(None))
-                    .values(published_at=job.marked_at)
-                )
+                at = self._bind_time(job.marked_at)
+                cursor.executemany(sql.mark, [(at, pk) for pk in job.marks])
         pairs = {(e.tenant, e.patient_id) for job in jobs for e in job.events}
         known = self._known_patients(conn, pairs) if pairs else set()
         results: list[list[EmittedEvent] | Exception] = []
@@ -255,8 +268,9 @@ class EventWriter:
         if not accepted:
             return results
         counts = Counter(e.tenant for _, job in accepted for e in job.events)
-        next_seq = {t: last - counts[t] + 1 for t, last in self._reserve(conn, counts).items()}
+        next_seq = {t: last - counts[t] + 1 for t, last in self._reserve(cursor, counts).items()}
         now = utcnow()
+        bound_now = self._bind_time(now)
         rows = []
         for i, job in accepted:
             emitted = results[i]
@@ -265,25 +279,63 @@ class EventWriter:
                 seq = next_seq[event.tenant]
                 next_seq[event.tenant] = seq + 1
                 envelope, row = event_row(event, seq=seq, occurred_at=now)
-                rows.append(row)
+                rows.append(
+                    tuple(bound_now if c == "occurred_at" else row[c] for c in _EVENT_COLUMNS)
+                )
                 emitted.append(
                     EmittedEvent(row["id"], event.tenant, seq, event.type, event.topic, envelope)
                 )
-        conn.execute(insert(OutboxEvent), rows)
+        cursor.executemany(sql.insert, rows)
         if self._postgres:
             # Other processes' relays LISTEN; delivered only if this commits.
-            conn.execute(text(f"NOTIFY {OUTBOX_CHANNEL}"))
+            cursor.execute(f"NOTIFY {OUTBOX_CHANNEL}")
         return results
 
-    def _reserve(self, conn: Connection, counts: Counter[str]) -> dict[str, int]:
+    def _reserve(self, cursor: Any, counts: Counter[str]) -> dict[str, int]:
         """Add each tenant's count to its last seq in one statement; the new last seqs.
         Rows are locked in the order of the VALUES, sorted, as every writer does."""
-        insert_fn = postgresql.insert if self._postgres else sqlite.insert
-        stmt = insert_fn(TenantSequence).values(
-            [{"tenant": t, "last_seq": counts[t]} for t in sorted(counts)]
+        tenants = sorted(counts)
+        cursor.execute(
+            self._sql.reserve(len(tenants)), [v for t in tenants for v in (t, counts[t])]
         )
-        upsert = stmt.on_conflict_do_update(
-            index_elements=["tenant"],
-            set_={"last_seq": TenantSequence.last_seq + stmt.excluded.last_seq},
-        ).returning(TenantSequence.tenant, TenantSequence.last_seq)
-        return {tenant: int(last) for tenant, last in conn.execute(upsert)}
+        return {tenant: int(last) for tenant, last in cursor.fetchall()}
+
+
+_EVENT_COLUMNS = (
+    "id",
+    "tenant",
+    "seq",
+    "type",
+    "actor",
+    "patient_id",
+    "entity_id",
+    "occurred_at",
+    "topic",
+    "payload",
+)
+
+
+class _Statements:
+    """The writer's SQL in the driver's parameter style (``?`` or ``%s``). Built from
+    constant table and column names and placeholders only, never from values."""
+
+    def __init__(self, mark: str) -> None:
+        self._p = mark
+        cols = ", ".join(_EVENT_COLUMNS)
+        self.insert = (
+            f"INSERT INTO {OutboxEvent.__tablename__} ({cols}) "  # noqa: S608
+            f"VALUES ({', '.join([mark] * len(_EVENT_COLUMNS))})"
+        )
+        self.mark = (
+            f"UPDATE {OutboxEvent.__tablename__} SET published_at = {mark} "  # noqa: S608
+            f"WHERE pk = {mark} AND published_at IS NULL"
+        )
+
+    def reserve(self, tenants: int) -> str:
+        table = TenantSequence.__tablename__
+        values = ", ".join([f"({self._p}, {self._p})"] * tenants)
+        return (
+            f"INSERT INTO {table} (tenant, last_seq) VALUES {values} "  # noqa: S608
+            f"ON CONFLICT (tenant) DO UPDATE SET last_seq = {table}.last_seq + excluded.last_seq "
+            "RETURNING tenant, last_seq"
+        )
