@@ -321,7 +321,7 @@ async def running(settings: Settings) -> AsyncIterator[Runtime]:
     )
     rt.kiosk_responder = kiosk_responder(settings, sessions, service_password, rt.broker_ready)
     rt.writer.start()
-    relay.marker = rt.writer.mark_published
+    relay.marker = rt.writer.submit_marks
     try:
         async with admin, issuer, relay, rt.kiosk_responder:
             tasks = [

@@ -69,9 +69,9 @@ class Turn:
         self._sessions = sessions
         self._read_sessions = read_sessions
 
-    def fetch(self, limit: int) -> Sequence[UnpublishedRow]:
+    def fetch(self, limit: int, after: int = 0) -> Sequence[UnpublishedRow]:
         with self._read_sessions() as session:
-            return fetch_unpublished(session, limit)
+            return fetch_unpublished(session, limit, after=after)
 
     def mark(self, pks: Sequence[int], at: datetime) -> None:
         with self._sessions.begin() as session:
@@ -91,8 +91,8 @@ class _LockedTurn(Turn):
     def __init__(self, session: Session) -> None:
         self._session = session
 
-    def fetch(self, limit: int) -> Sequence[UnpublishedRow]:
-        return fetch_unpublished(self._session, limit)
+    def fetch(self, limit: int, after: int = 0) -> Sequence[UnpublishedRow]:
+        return fetch_unpublished(self._session, limit, after=after)
 
     def mark(self, pks: Sequence[int], at: datetime) -> None:
         mark_published(self._session, pks, at)
@@ -105,6 +105,9 @@ class _LockedTurn(Turn):
 class Leadership:
     """Leadership for a database that only this process uses: the relay leads while it
     is connected to the broker. Subclasses coordinate processes."""
+
+    # Whether ``begin`` and ``Turn.close`` touch the database (run them in a thread).
+    blocking_begin = False
 
     def __init__(
         self, *, sessions: sessionmaker[Session], read_sessions: sessionmaker[Session]
@@ -198,6 +201,8 @@ class PostgresLeadership(Leadership):
     dedicated connection for leadership, a transaction-level one for every pass, and
     LISTEN on another dedicated connection so commits in any process wake the relay.
     """
+
+    blocking_begin = True
 
     def __init__(
         self,

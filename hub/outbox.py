@@ -13,13 +13,12 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import (
     BigInteger,
     Index,
     Integer,
-    Row,
     String,
     Text,
     UniqueConstraint,
@@ -375,33 +374,47 @@ def latest_event(session: Session, tenant: str, entity_id: str) -> OutboxEvent |
 # --- reading the outbox ---
 
 
-_FETCHED = (
-    OutboxEvent.pk,
-    OutboxEvent.tenant,
-    OutboxEvent.seq,
-    OutboxEvent.topic,
-    OutboxEvent.payload,
-    OutboxEvent.snapshot_topic,
-    OutboxEvent.snapshot_payload,
-    OutboxEvent.snapshot_expires_at,
+class UnpublishedRow(NamedTuple):
+    """What the relay needs of an unpublished outbox row."""
+
+    pk: int
+    tenant: str
+    seq: int | None  # None: a snapshot refresh or a plain message, not an event
+    topic: str
+    payload: str
+    snapshot_topic: str | None
+    snapshot_payload: str | None
+    snapshot_expires_at: datetime | None
+
+
+_UNPUBLISHED = (
+    "SELECT pk, tenant, seq, topic, payload, snapshot_topic, snapshot_payload, "
+    "snapshot_expires_at FROM events WHERE published_at IS NULL AND pk > {p} "
+    "ORDER BY pk LIMIT {p}"
 )
 
 
-# pk, tenant, seq, topic, payload, snapshot_topic, snapshot_payload, snapshot_expires_at
-UnpublishedRow = Row[int, str, int | None, str, str, str | None, str | None, datetime | None]
+def fetch_unpublished(session: Session, limit: int, *, after: int = 0) -> list[UnpublishedRow]:
+    """The oldest unpublished events with ``pk > after``. Within a tenant, pk order is
+    seq order: the next seq cannot be taken (let alone inserted) before the previous
+    one commits.
 
-
-def fetch_unpublished(session: Session, limit: int) -> Sequence[UnpublishedRow]:
-    """The oldest unpublished events, as rows of what the relay needs (plain rows: ORM
-    objects cost the relay more than the query). Within a tenant, pk order is seq
-    order: the next seq cannot be taken (let alone inserted) before the previous one
-    commits."""
-    return session.execute(
-        select(*_FETCHED)
-        .where(OutboxEvent.published_at.is_(None))
-        .order_by(OutboxEvent.pk)
-        .limit(limit)
-    ).all()
+    Fixed SQL on the driver's cursor, in ``session``'s transaction: the relay runs this
+    after every commit, and SQLAlchemy's statement handling cost more than the query."""
+    conn = session.connection()
+    dialect = conn.dialect
+    placeholder = "%s" if dialect.paramstyle in ("format", "pyformat") else "?"
+    column_type = OutboxEvent.__table__.c.snapshot_expires_at.type.dialect_impl(dialect)
+    expires = column_type.result_processor(dialect, None)
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(_UNPUBLISHED.format(p=placeholder), (after, limit))
+        raw = cursor.fetchall()
+    finally:
+        cursor.close()
+    if expires is not None:
+        raw = [(*r[:7], expires(r[7])) for r in raw]
+    return [UnpublishedRow._make(r) for r in raw]
 
 
 def mark_published(session: Session, pks: Sequence[int], at: datetime) -> None:

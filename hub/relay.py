@@ -20,7 +20,8 @@ import json
 import logging
 import random
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
@@ -37,24 +38,12 @@ from hub.envelope import iso_utc
 from hub.errors import BrokerUnavailableError, WriterClosedError
 from hub.leader import Leadership, Role, Turn, leadership_for
 from hub.mqtt import publish_properties
-from hub.outbox import add_commit_listener, remove_commit_listener
+from hub.outbox import UnpublishedRow, add_commit_listener, remove_commit_listener
 from hub.service import BackgroundService, wait_event
 from hub.topics import meta_seq_topic
 
 log = logging.getLogger("hub.relay")
 T = TypeVar("T")
-
-
-@dataclass(frozen=True, slots=True)
-class _Row:
-    pk: int
-    tenant: str
-    seq: int | None  # None: a snapshot refresh or a plain message, not an event
-    topic: str
-    payload: str
-    snapshot_topic: str | None
-    snapshot_payload: str | None
-    snapshot_expires_at: datetime | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,8 +97,10 @@ class Relay(BackgroundService):
         self._last_published_at: datetime | None = None
         self._last_error: str | None = None
         self._batch: _Batch | None = None  # the pass awaiting PUBACKs
-        # Commits this process's marks with other writes (EventWriter.mark_published).
-        self.marker: Callable[[list[int], datetime], Awaitable[None]] | None = None
+        # Commits this process's marks with other writes (EventWriter.submit_marks).
+        self.marker: Callable[[list[int], datetime], Future[Any]] | None = None
+        self._marks_in_flight = 0
+        self._marked_up_to = 0  # the largest pk among marks in flight
         self._ack_timeout = ack_timeout
         self._threads: anyio.CapacityLimiter | None = None  # made on the loop
         self._lost: str | None = None  # why the broker connection ended, once it did
@@ -204,7 +195,7 @@ class Relay(BackgroundService):
                     self._wake.clear()
                     # Only a relay that can publish asks to lead; the leader checks
                     # here that it still does.
-                    rows: list[_Row] | None = None
+                    rows: Sequence[UnpublishedRow] | None = None
                     if await self._leadership.refresh(eligible=True):
                         rows = await self._pass(client)  # None: another pass still runs
                     # Healthy once it published, or stayed up a while with nothing to do
@@ -221,33 +212,62 @@ class Relay(BackgroundService):
                 # others from it. (On cancellation, leaving the leadership ends it.)
                 await self._leadership.refresh(eligible=False)
 
-    async def _pass(self, client: aiomqtt.Client) -> list[_Row] | None:
+    async def _pass(self, client: aiomqtt.Client) -> Sequence[UnpublishedRow] | None:
         """Fetch, publish, await the PUBACKs, mark: all within one turn."""
-        turn = await self._in_thread(self._leadership.begin)
+        if self._leadership.blocking_begin:
+            turn = await self._in_thread(self._leadership.begin)
+        else:
+            turn = self._leadership.begin()
         if turn is None:
             return None
+        handed_off = self.marker is not None and turn.marks_anywhere
         try:
-            rows = await self._in_thread(self._fetch, turn)
+            # While marks handed to the writer are in flight, their rows are still
+            # unpublished in the database: skip them by pk. That is safe only where
+            # pks are taken in commit order (SQLite serialises its writers), and only
+            # while those rows exist (unpublished rows are never pruned), so that no
+            # later row can get a smaller pk. With no mark in flight, read from 0.
+            after = self._marked_up_to if handed_off and self._marks_in_flight else 0
+            rows = await self._in_thread(self._fetch, turn, after)
             if rows:
                 await self._publish(client, rows)
                 at = utcnow()
-                await self._mark(turn, [r.pk for r in rows], at)
+                pks = [r.pk for r in rows]
+                if not (handed_off and self._hand_off(pks, at)):
+                    await self._in_thread(turn.mark, pks, at)
                 self._published_total += len(rows)
                 self._last_published_at = at
                 self._healthy = True
                 self._last_error = None
             return rows
         finally:
-            await self._in_thread(turn.close)
+            if self._leadership.blocking_begin:
+                await self._in_thread(turn.close)
+            else:
+                turn.close()
 
-    async def _mark(self, turn: Turn, pks: list[int], at: datetime) -> None:
-        if self.marker is not None and turn.marks_anywhere:
-            try:
-                await self.marker(pks, at)
-                return
-            except WriterClosedError:  # shutting down: mark on our own
-                pass
-        await self._in_thread(turn.mark, pks, at)
+    def _hand_off(self, pks: list[int], at: datetime) -> bool:
+        """Give the marks to the writer without waiting for its commit; False if it
+        has stopped. A mark that fails leaves its rows unpublished: once no mark is in
+        flight the next pass reads from pk 0 and publishes them again (at least once)."""
+        assert self.marker is not None
+        try:
+            done = asyncio.wrap_future(self.marker(pks, at))
+        except WriterClosedError:  # shutting down: the turn marks on its own
+            return False
+        self._marks_in_flight += 1
+        self._marked_up_to = max(self._marked_up_to, pks[-1])
+
+        def landed(future: asyncio.Future[Any]) -> None:
+            self._marks_in_flight -= 1
+            if not self._marks_in_flight:
+                self._marked_up_to = 0
+            if not future.cancelled() and future.exception() is not None:
+                log.warning("relay: marking %d rows failed: %r", len(pks), future.exception())
+                self._wake.set()
+
+        done.add_done_callback(landed)
+        return True
 
     async def _in_thread(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn`` on the relay's own threads: HTTP requests use anyio's default
@@ -288,10 +308,10 @@ class Relay(BackgroundService):
         paho.on_publish = on_publish
         paho.on_disconnect = on_disconnect
 
-    def _fetch(self, turn: Turn) -> list[_Row]:
-        return [_Row(*r) for r in turn.fetch(self._batch_size)]
+    def _fetch(self, turn: Turn, after: int) -> Sequence[UnpublishedRow]:
+        return turn.fetch(self._batch_size, after)
 
-    async def _publish(self, client: aiomqtt.Client, rows: list[_Row]) -> None:
+    async def _publish(self, client: aiomqtt.Client, rows: Sequence[UnpublishedRow]) -> None:
         """Hand the whole batch to paho in order, then await every PUBACK. One
         connection delivers QoS 1 messages in the order they were sent.
 
@@ -346,7 +366,9 @@ class Relay(BackgroundService):
         if batch is not None and not batch.done.done():
             batch.done.set_exception(aiomqtt.MqttError(why))
 
-    def _messages(self, rows: list[_Row]) -> Iterator[tuple[str, bytes, bool, Properties]]:
+    def _messages(
+        self, rows: Sequence[UnpublishedRow]
+    ) -> Iterator[tuple[str, bytes, bool, Properties]]:
         """What to publish for ``rows``, in order: each event (and its retained
         snapshot), each plain message, then each tenant's newest seq (retained)."""
         now = utcnow()

@@ -83,7 +83,8 @@ class EventWriter:
         self._postgres = engine.dialect.name == "postgresql"
         self._sql = _Statements("%s" if self._postgres else "?")
         # The column type's own conversion (UTC; naive text on SQLite), as the ORM does.
-        processor = OutboxEvent.__table__.c.occurred_at.type.bind_processor(engine.dialect)
+        time_type = OutboxEvent.__table__.c.occurred_at.type.dialect_impl(engine.dialect)
+        processor = time_type.bind_processor(engine.dialect)
         self._bind_time: Callable[[Any], Any] = processor or (lambda value: value)
         self.groups = 0  # transactions committed, for tests and figures
         self.written = 0  # events committed
@@ -144,7 +145,7 @@ class EventWriter:
         """``submit`` for a coroutine. Cancelling the wait does not cancel the write."""
         return await asyncio.wrap_future(self.submit(events))
 
-    async def mark_published(self, pks: Sequence[int], at: datetime) -> None:
+    def submit_marks(self, pks: Sequence[int], at: datetime) -> Future[list[EmittedEvent]]:
         """Mark outbox rows published in the next group's transaction (the relay's
         marks). On SQLite this keeps the relay from competing with the writer for the
         database's one write lock, whose busy handler sleeps in growing steps; and
@@ -154,7 +155,7 @@ class EventWriter:
             if self._closed:
                 raise WriterClosedError("the event writer has stopped")
         self._queue.put(job)
-        await asyncio.wrap_future(job.future)
+        return job.future
 
     # --- the writer thread ---
 
