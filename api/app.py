@@ -13,6 +13,7 @@ from fastapi.staticfiles import StaticFiles
 
 from api.domain.appointments import Clinic
 from api.errors import install_error_handlers
+from api.fastpath import PublishFastPath
 from api.limits import BodySizeLimit
 from api.routers import (
     appointments,
@@ -99,6 +100,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # The lobby kiosk's screen: the same single-page app, at its own path.
         app.add_api_route("/kiosk", lambda: FileResponse(index), include_in_schema=False)
         app.mount("/", StaticFiles(directory=web, html=True), name="web")
+    # Starlette runs the last added outermost: the size limit wraps the fast path.
+    app.add_middleware(PublishFastPath)
     app.add_middleware(
         BodySizeLimit,
         max_bytes=settings.max_body_bytes,

@@ -111,18 +111,15 @@ def _needs_token(dependant: Any) -> bool:
     )
 
 
-def install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(ApiError)
-    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
+def error_for(exc: Exception) -> JSONResponse | None:
+    """The JSON error for one of the hub's own exceptions, None for anything else.
+    Shared by the exception handlers and the publishing fast path (api.fastpath)."""
+    if isinstance(exc, ApiError):
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
         return error_response(exc.status, exc.code, exc.message, exc.details, headers)
-
-    @app.exception_handler(TokenError)
-    async def _token_error(_: Request, exc: TokenError) -> JSONResponse:
+    if isinstance(exc, TokenError):
         return error_response(401, "unauthorized", str(exc), headers={"WWW-Authenticate": "Bearer"})
-
-    @app.exception_handler(EventValidationError)
-    async def _event_invalid(_: Request, exc: EventValidationError) -> JSONResponse:
+    if isinstance(exc, EventValidationError):
         details = [
             {"field": ".".join(str(p) for p in e.get("loc", [])), "message": str(e.get("msg"))}
             for e in exc.errors
@@ -130,6 +127,63 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(
             422, "invalid_event", f"invalid payload for {exc.event_type}", details
         )
+    if isinstance(exc, BrokerUnavailableError):
+        log.warning("broker unavailable: %s", exc)
+        return error_response(
+            503,
+            "broker_unavailable",
+            "the message broker is not reachable; retry shortly",
+            headers={"Retry-After": "2"},
+        )
+    if isinstance(exc, WriterOverloadedError):
+        return error_response(
+            503,
+            "overloaded",
+            "too many events are waiting to be written; retry after a moment",
+            headers={"Retry-After": "1"},
+        )
+    if isinstance(exc, WriterClosedError):
+        return error_response(
+            503,
+            "shutting_down",
+            "this api process is stopping; retry",
+            headers={"Retry-After": "1"},
+        )
+    if isinstance(exc, UnknownPatientsError):
+        ids = exc.patient_ids
+        message = (
+            f"patient {ids[0]} not found"
+            if len(ids) == 1
+            else f"patients not found: {', '.join(ids)}"
+        )
+        return error_response(404, "not_found", message)
+    if isinstance(exc, DynsecError):
+        log.error("broker refused an administration command: %s", exc)
+        return error_response(503, "broker_error", "the message broker refused the request")
+    return None
+
+
+_HUB_ERRORS: tuple[type[Exception], ...] = (
+    ApiError,
+    TokenError,
+    EventValidationError,
+    BrokerUnavailableError,
+    WriterOverloadedError,
+    WriterClosedError,
+    UnknownPatientsError,
+    DynsecError,
+)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    async def _hub_error(_: Request, exc: Exception) -> JSONResponse:
+        response = error_for(exc)
+        if response is None:  # not reached: registered only for these types
+            raise exc
+        return response
+
+    for kind in _HUB_ERRORS:
+        app.add_exception_handler(kind, _hub_error)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -145,46 +199,3 @@ def install_error_handlers(app: FastAPI) -> None:
             return await _unauthorized(request) or _malformed()
         codes = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}
         return error_response(exc.status_code, codes.get(exc.status_code, "error"), str(exc.detail))
-
-    @app.exception_handler(BrokerUnavailableError)
-    async def _broker_down(_: Request, exc: BrokerUnavailableError) -> JSONResponse:
-        log.warning("broker unavailable: %s", exc)
-        return error_response(
-            503,
-            "broker_unavailable",
-            "the message broker is not reachable; retry shortly",
-            headers={"Retry-After": "2"},
-        )
-
-    @app.exception_handler(WriterOverloadedError)
-    async def _overloaded(_: Request, exc: WriterOverloadedError) -> JSONResponse:
-        return error_response(
-            503,
-            "overloaded",
-            "too many events are waiting to be written; retry after a moment",
-            headers={"Retry-After": "1"},
-        )
-
-    @app.exception_handler(WriterClosedError)
-    async def _closing(_: Request, exc: WriterClosedError) -> JSONResponse:
-        return error_response(
-            503,
-            "shutting_down",
-            "this api process is stopping; retry",
-            headers={"Retry-After": "1"},
-        )
-
-    @app.exception_handler(UnknownPatientsError)
-    async def _unknown_patients(_: Request, exc: UnknownPatientsError) -> JSONResponse:
-        ids = exc.patient_ids
-        message = (
-            f"patient {ids[0]} not found"
-            if len(ids) == 1
-            else f"patients not found: {', '.join(ids)}"
-        )
-        return error_response(404, "not_found", message)
-
-    @app.exception_handler(DynsecError)
-    async def _dynsec(_: Request, exc: DynsecError) -> JSONResponse:
-        log.error("broker refused an administration command: %s", exc)
-        return error_response(503, "broker_error", "the message broker refused the request")

@@ -18,6 +18,9 @@ from hub.tokens import Principal
 
 router = APIRouter(prefix="/events", tags=["events"])
 
+# Who may publish (ServiceOrAdmin); api.fastpath checks the same.
+PUBLISHERS = ("service", "admin")
+
 
 @router.get("", response_model=EventPage)
 def get_events(

@@ -1,0 +1,126 @@
+"""``POST /events`` and ``POST /events/batch`` without FastAPI's routing, dependency
+and middleware layers.
+
+Profiled under load (py-spy, docs/benchmarks.md), those layers took about half of the
+api's CPU per published event; the event itself needs a token check, one model
+validation and a hand-off to the writer. This ASGI middleware answers exactly those
+two routes, with the same answers as the routes in api/routers/events.py, which stay
+for the OpenAPI schema and for any request the fast path passes on (a body not
+declared as JSON, or an empty one): the same checks in the same order (malformed
+JSON, then the token, then the role, then the body), the same error bodies
+(``api.errors.error_for``), the same 202 bodies.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.errors import Forbidden, Unauthorized, _clean, _malformed, error_for, error_response
+from api.routers.events import PUBLISHERS, _prepare_all, _published
+from api.runtime import Runtime
+from api.schemas import PublishBatch, PublishEvent
+from hub.tokens import Principal
+
+_ROUTES: dict[str, tuple[type[BaseModel], bool]] = {
+    "/events": (PublishEvent, False),
+    "/events/batch": (PublishBatch, True),
+}
+
+
+class PublishFastPath:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        route = _ROUTES.get(scope.get("path", "")) if scope["type"] == "http" else None
+        if route is None or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        media_type = headers.get(b"content-type", b"").split(b";", 1)[0].strip().lower()
+        if media_type != b"application/json":
+            await self.app(scope, receive, send)
+            return
+        body = await _read_body(receive)
+        if body is None:  # the client went away
+            return
+        if not body:
+            await self.app(scope, _replay(body), send)
+            return
+        runtime: Runtime = scope["app"].state.runtime
+        try:
+            response = await self._answer(runtime, headers, body, *route)
+        except Exception as exc:
+            answer = error_for(exc)
+            if answer is None:
+                raise  # a bug: Starlette's error middleware answers 500, as for any route
+            response = answer
+        await response(scope, receive, send)
+
+    async def _answer(
+        self,
+        runtime: Runtime,
+        headers: dict[bytes, bytes],
+        body: bytes,
+        model: type[BaseModel],
+        batch: bool,
+    ) -> Response:
+        try:
+            data = json.loads(body)
+        except ValueError:  # not JSON, or not UTF-8
+            await _principal(runtime, headers)  # no valid token: 401, not 422
+            return _malformed()
+        user = await _principal(runtime, headers)
+        if not user.has_any(*PUBLISHERS):
+            raise Forbidden(f"requires one of the roles: {', '.join(PUBLISHERS)}")
+        try:
+            parsed = model.model_validate(data)
+        except ValidationError as exc:
+            details = _clean(exc.errors(include_url=False, include_input=False))
+            return error_response(422, "invalid_request", "the request is invalid", details)
+        if batch:
+            assert isinstance(parsed, PublishBatch)
+            prepared = await _prepare_all(parsed.events, user, runtime, batch=True)
+            emitted = await runtime.writer.write(prepared)
+            out: dict[str, Any] = {"events": [_published(e).model_dump() for e in emitted]}
+        else:
+            assert isinstance(parsed, PublishEvent)
+            prepared = await _prepare_all([parsed], user, runtime, batch=False)
+            (one,) = await runtime.writer.write(prepared)
+            out = _published(one).model_dump()
+        return JSONResponse(out, status_code=202)
+
+
+async def _principal(runtime: Runtime, headers: dict[bytes, bytes]) -> Principal:
+    """As ``api.deps.get_principal`` (HTTPBearer, then the verifier)."""
+    scheme, _, token = headers.get(b"authorization", b"").decode("latin-1").partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise Unauthorized("missing bearer token")
+    principal = runtime.verifier.cached(token)
+    if principal is None:
+        principal = await run_in_threadpool(runtime.verifier.verify, token)
+    return principal
+
+
+async def _read_body(receive: Receive) -> bytes | None:
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def _replay(body: bytes) -> Receive:
+    async def receive() -> Message:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return receive
