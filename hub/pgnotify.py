@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -25,6 +27,11 @@ from hub.service import BackgroundService
 log = logging.getLogger("hub.pgnotify")
 
 OUTBOX_CHANNEL = "hub_outbox"
+# Each process names itself in its notifications: its own relay is already woken by
+# the commit itself (hub.outbox.notify_committed), and a second wake by the echo would
+# cost an empty pass (a transaction and two round trips) per commit.
+PROCESS_TOKEN = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+NOTIFY_SQL = f"NOTIFY {OUTBOX_CHANNEL}, '{PROCESS_TOKEN}'"
 
 # Client-side TCP keepalives: a dedicated connection that only waits must still notice
 # that its server or the network went away (about 25 s instead of hours).
@@ -40,7 +47,7 @@ _KEEPALIVES = {
 def notify_outbox(session: Session) -> None:
     """Queue a NOTIFY in ``session``'s transaction (PostgreSQL only; a no-op elsewhere)."""
     if session.get_bind().dialect.name == "postgresql":
-        session.execute(text(f"NOTIFY {OUTBOX_CHANNEL}"))
+        session.execute(text(NOTIFY_SQL))
 
 
 def conninfo(url: URL, *, application_name: str | None = None) -> str:
@@ -91,8 +98,9 @@ class NotifyListener(BackgroundService):
                     self._listening = True
                     delay = 0.1
                     self._on_notify()
-                    async for _ in conn.notifies():
-                        self._on_notify()
+                    async for note in conn.notifies():
+                        if note.payload != PROCESS_TOKEN:
+                            self._on_notify()
             except (psycopg.Error, OSError) as exc:
                 log.warning("outbox listener: %s; reconnecting in about %.1fs", exc, delay)
             finally:

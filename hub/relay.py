@@ -215,19 +215,18 @@ class Relay(BackgroundService):
     async def _pass(self, client: aiomqtt.Client) -> Sequence[UnpublishedRow] | None:
         """Fetch, publish, await the PUBACKs, mark: all within one turn."""
         if self._leadership.blocking_begin:
-            turn = await self._in_thread(self._leadership.begin)
-        else:
-            turn = self._leadership.begin()
+            return await self._locked_pass(client)
+        turn = self._leadership.begin()
         if turn is None:
             return None
         handed_off = self.marker is not None and turn.marks_anywhere
+        # While marks handed to the writer are in flight, their rows are still
+        # unpublished in the database: skip them by pk. That is safe only where pks
+        # are taken in commit order (SQLite serialises its writers), and only while
+        # those rows exist (unpublished rows are never pruned), so that no later row
+        # can get a smaller pk. With no mark in flight, read from 0.
+        after = self._marked_up_to if handed_off and self._marks_in_flight else 0
         try:
-            # While marks handed to the writer are in flight, their rows are still
-            # unpublished in the database: skip them by pk. That is safe only where
-            # pks are taken in commit order (SQLite serialises its writers), and only
-            # while those rows exist (unpublished rows are never pruned), so that no
-            # later row can get a smaller pk. With no mark in flight, read from 0.
-            after = self._marked_up_to if handed_off and self._marks_in_flight else 0
             rows = await self._in_thread(self._fetch, turn, after)
             if rows:
                 await self._publish(client, rows)
@@ -235,16 +234,54 @@ class Relay(BackgroundService):
                 pks = [r.pk for r in rows]
                 if not (handed_off and self._hand_off(pks, at)):
                     await self._in_thread(turn.mark, pks, at)
-                self._published_total += len(rows)
-                self._last_published_at = at
-                self._healthy = True
-                self._last_error = None
+                self._published(len(rows), at)
             return rows
         finally:
-            if self._leadership.blocking_begin:
-                await self._in_thread(turn.close)
-            else:
+            turn.close()
+
+    async def _locked_pass(self, client: aiomqtt.Client) -> Sequence[UnpublishedRow] | None:
+        """A pass whose turn is a database transaction (PostgreSQL): begin and fetch in
+        one trip to a thread, mark, commit and close in another."""
+
+        def begin_and_fetch() -> tuple[Turn | None, Sequence[UnpublishedRow]]:
+            turn = self._leadership.begin()
+            if turn is None:
+                return None, ()
+            try:
+                return turn, self._fetch(turn, 0)
+            except BaseException:
                 turn.close()
+                raise
+
+        def mark_and_close(turn: Turn, pks: list[int] | None, at: datetime) -> None:
+            try:
+                if pks:
+                    turn.mark(pks, at)
+            finally:
+                turn.close()
+
+        turn, rows = await self._in_thread(begin_and_fetch)
+        if turn is None:
+            return None
+        pks: list[int] | None = None
+        at = utcnow()
+        try:
+            if rows:
+                await self._publish(client, rows)
+                at = utcnow()
+                pks = [r.pk for r in rows]
+        finally:
+            # Marks only what was acknowledged; on a failure just closes (rolls back).
+            await self._in_thread(mark_and_close, turn, pks, at)
+        if rows:
+            self._published(len(rows), at)
+        return rows
+
+    def _published(self, count: int, at: datetime) -> None:
+        self._published_total += count
+        self._last_published_at = at
+        self._healthy = True
+        self._last_error = None
 
     def _hand_off(self, pks: list[int], at: datetime) -> bool:
         """Give the marks to the writer without waiting for its commit; False if it

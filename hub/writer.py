@@ -41,7 +41,7 @@ from hub.outbox import (
     event_row,
     notify_committed,
 )
-from hub.pgnotify import OUTBOX_CHANNEL
+from hub.pgnotify import NOTIFY_SQL
 
 log = logging.getLogger("hub.writer")
 
@@ -289,7 +289,7 @@ class EventWriter:
         cursor.executemany(sql.insert, rows)
         if self._postgres:
             # Other processes' relays LISTEN; delivered only if this commits.
-            cursor.execute(f"NOTIFY {OUTBOX_CHANNEL}")
+            cursor.execute(NOTIFY_SQL)
         return results
 
     def _reserve(self, cursor: Any, counts: Counter[str]) -> dict[str, int]:
