@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 from typing import Any
 
+import psycopg
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hub.errors import (
@@ -160,7 +163,25 @@ def error_for(exc: Exception) -> JSONResponse | None:
     if isinstance(exc, DynsecError):
         log.error("broker refused an administration command: %s", exc)
         return error_response(503, "broker_error", "the message broker refused the request")
+    if isinstance(exc, _DATABASE_AWAY):
+        # Logged without the exception's text: it may quote SQL parameters.
+        log.warning("database unavailable: %s", type(exc).__name__)
+        return error_response(
+            503,
+            "database_unavailable",
+            "the database is not reachable or busy; retry shortly",
+            headers={"Retry-After": "2"},
+        )
     return None
+
+
+# The database cannot be reached or stayed locked: SQLAlchemy's, or the drivers' own
+# (the event writer runs fixed SQL on the driver's cursor).
+_DATABASE_AWAY: tuple[type[Exception], ...] = (
+    sa_exc.OperationalError,
+    sqlite3.OperationalError,
+    psycopg.OperationalError,
+)
 
 
 _HUB_ERRORS: tuple[type[Exception], ...] = (
@@ -172,6 +193,7 @@ _HUB_ERRORS: tuple[type[Exception], ...] = (
     WriterClosedError,
     UnknownPatientsError,
     DynsecError,
+    *_DATABASE_AWAY,
 )
 
 

@@ -22,10 +22,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import Forbidden, Unauthorized, _clean, _malformed, error_for, error_response
+from api.limits import route_path
 from api.routers.events import PUBLISHERS, _prepare_all, _published
 from api.runtime import Runtime
 from api.schemas import PublishBatch, PublishEvent
 from hub.tokens import Principal
+
+_MALFORMED = object()
 
 _ROUTES: dict[str, tuple[type[BaseModel], bool]] = {
     "/events": (PublishEvent, False),
@@ -38,11 +41,13 @@ class PublishFastPath:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        route = _ROUTES.get(scope.get("path", "")) if scope["type"] == "http" else None
+        route = _ROUTES.get(route_path(scope)) if scope["type"] == "http" else None
         if route is None or scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
-        headers = dict(scope["headers"])
+        headers: dict[bytes, bytes] = {}
+        for name, value in scope["headers"]:
+            headers.setdefault(name, value)  # the first of repeated headers, as Starlette
         media_type = headers.get(b"content-type", b"").split(b";", 1)[0].strip().lower()
         if media_type != b"application/json":
             await self.app(scope, receive, send)
@@ -53,9 +58,19 @@ class PublishFastPath:
         if not body:
             await self.app(scope, _replay(body), send)
             return
+        try:
+            data = json.loads(body)
+        except RecursionError:  # nested too deep: FastAPI has its own answer
+            data = None
+        except ValueError:  # not JSON, or not UTF-8
+            data = _MALFORMED
+        if not isinstance(data, dict) and data is not _MALFORMED:
+            # Not an object: FastAPI's own validation messages, from the route.
+            await self.app(scope, _replay(body), send)
+            return
         runtime: Runtime = scope["app"].state.runtime
         try:
-            response = await self._answer(runtime, headers, body, *route)
+            response = await self._answer(runtime, headers, data, *route)
         except Exception as exc:
             answer = error_for(exc)
             if answer is None:
@@ -67,13 +82,11 @@ class PublishFastPath:
         self,
         runtime: Runtime,
         headers: dict[bytes, bytes],
-        body: bytes,
+        data: Any,
         model: type[BaseModel],
         batch: bool,
     ) -> Response:
-        try:
-            data = json.loads(body)
-        except ValueError:  # not JSON, or not UTF-8
+        if data is _MALFORMED:
             await _principal(runtime, headers)  # no valid token: 401, not 422
             return _malformed()
         user = await _principal(runtime, headers)
@@ -88,18 +101,21 @@ class PublishFastPath:
             assert isinstance(parsed, PublishBatch)
             prepared = await _prepare_all(parsed.events, user, runtime, batch=True)
             emitted = await runtime.writer.write(prepared)
-            out: dict[str, Any] = {"events": [_published(e).model_dump() for e in emitted]}
+            out: dict[str, Any] = {
+                "events": [_published(e).model_dump(by_alias=True) for e in emitted]
+            }
         else:
             assert isinstance(parsed, PublishEvent)
             prepared = await _prepare_all([parsed], user, runtime, batch=False)
             (one,) = await runtime.writer.write(prepared)
-            out = _published(one).model_dump()
+            out = _published(one).model_dump(by_alias=True)
         return JSONResponse(out, status_code=202)
 
 
 async def _principal(runtime: Runtime, headers: dict[bytes, bytes]) -> Principal:
     """As ``api.deps.get_principal`` (HTTPBearer, then the verifier)."""
     scheme, _, token = headers.get(b"authorization", b"").decode("latin-1").partition(" ")
+    token = token.strip()  # as FastAPI's HTTPBearer
     if scheme.lower() != "bearer" or not token:
         raise Unauthorized("missing bearer token")
     principal = runtime.verifier.cached(token)

@@ -8,6 +8,13 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
+def route_path(scope: Scope) -> str:
+    """The path the app's routes see: without the ``root_path`` a proxy mounts it at."""
+    path: str = scope.get("path", "")
+    root: str = scope.get("root_path", "")
+    return path[len(root) :] if root and path.startswith(root) else path
+
+
 class _TooLarge(HTTPException):
     """Raised while the route reads the body. An HTTPException, because FastAPI turns
     any other error during body parsing into a 400."""
@@ -31,7 +38,7 @@ class BodySizeLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        max_bytes = self.per_path.get(scope.get("path", ""), self.default_max)
+        max_bytes = self.per_path.get(route_path(scope), self.default_max)
         for name, value in scope.get("headers", []):
             if name == b"content-length":
                 try:

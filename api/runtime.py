@@ -278,10 +278,11 @@ async def _board_loop(rt: Runtime, clinic: Clinic) -> None:
 @contextlib.asynccontextmanager
 async def running(settings: Settings) -> AsyncIterator[Runtime]:
     url = settings.resolved_database_url
-    # As many connections as threads that use them (anyio's 40), kept open: overflow
-    # connections are closed when returned, so a pool smaller than the load opened a
-    # new PostgreSQL connection every few requests.
-    pool = {} if url.startswith("sqlite") else {"pool_size": 40, "max_overflow": 0}
+    # As many connections as threads that use them, kept open: anyio's 40, the event
+    # writer's one, the relay's two, and a margin. Overflow connections are closed when
+    # returned, so a pool smaller than the load opened a new PostgreSQL connection
+    # every few requests.
+    pool = {} if url.startswith("sqlite") else {"pool_size": 48, "max_overflow": 0}
     engine = make_engine(url, **pool)
     sessions = make_sessionmaker(engine)
     read_sessions = make_sessionmaker(engine, read_only=True)

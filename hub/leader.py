@@ -19,7 +19,9 @@ pruning).
   next pass never re-reads what the previous one marked.
 
 A relay pass is a ``Turn``: fetch the oldest unpublished rows, then mark them
-published. Marks are committed before the turn (and, on PostgreSQL, its lock) ends.
+published. On PostgreSQL the marks are committed before the turn and its lock end. On
+SQLite the relay hands them to the event writer's next transaction and awaits them
+before its next publish, or before it gives leadership up (hub.relay).
 """
 
 from __future__ import annotations
@@ -143,8 +145,8 @@ class Leadership:
         return self._leading
 
     def begin(self) -> Turn | None:
-        """Start a pass (blocking: run it in a thread); None if another relay's pass
-        is still running."""
+        """Start a pass; None if another relay's pass is still running. Blocking where
+        ``blocking_begin`` says so (run it in a thread then)."""
         return Turn(self._sessions, self._read_sessions)
 
 

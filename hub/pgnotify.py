@@ -30,8 +30,19 @@ OUTBOX_CHANNEL = "hub_outbox"
 # Each process names itself in its notifications: its own relay is already woken by
 # the commit itself (hub.outbox.notify_committed), and a second wake by the echo would
 # cost an empty pass (a transaction and two round trips) per commit.
-PROCESS_TOKEN = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
-NOTIFY_SQL = f"NOTIFY {OUTBOX_CHANNEL}, '{PROCESS_TOKEN}'"
+PROCESS_TOKEN = ""
+NOTIFY_SQL = ""
+
+
+def _name_this_process() -> None:
+    global PROCESS_TOKEN, NOTIFY_SQL
+    PROCESS_TOKEN = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    NOTIFY_SQL = f"NOTIFY {OUTBOX_CHANNEL}, '{PROCESS_TOKEN}'"
+
+
+_name_this_process()
+# A worker forked after import (gunicorn --preload) is another process: its own name.
+os.register_at_fork(after_in_child=_name_this_process)
 
 # Client-side TCP keepalives: a dedicated connection that only waits must still notice
 # that its server or the network went away (about 25 s instead of hours).
@@ -44,10 +55,15 @@ _KEEPALIVES = {
 }
 
 
+def notify_sql() -> str:
+    """``NOTIFY`` naming this process (read at call time: a fork renames it)."""
+    return NOTIFY_SQL
+
+
 def notify_outbox(session: Session) -> None:
     """Queue a NOTIFY in ``session``'s transaction (PostgreSQL only; a no-op elsewhere)."""
     if session.get_bind().dialect.name == "postgresql":
-        session.execute(text(NOTIFY_SQL))
+        session.execute(text(notify_sql()))
 
 
 def conninfo(url: URL, *, application_name: str | None = None) -> str:
@@ -99,7 +115,7 @@ class NotifyListener(BackgroundService):
                     delay = 0.1
                     self._on_notify()
                     async for note in conn.notifies():
-                        if note.payload != PROCESS_TOKEN:
+                        if note.payload != PROCESS_TOKEN:  # read now: may change at fork
                             self._on_notify()
             except (psycopg.Error, OSError) as exc:
                 log.warning("outbox listener: %s; reconnecting in about %.1fs", exc, delay)

@@ -99,8 +99,10 @@ class Relay(BackgroundService):
         self._batch: _Batch | None = None  # the pass awaiting PUBACKs
         # Commits this process's marks with other writes (EventWriter.submit_marks).
         self.marker: Callable[[list[int], datetime], Future[Any]] | None = None
-        self._marks_in_flight = 0
-        self._marked_up_to = 0  # the largest pk among marks in flight
+        # The previous pass's marks, handed to the writer and not awaited yet, and the
+        # largest pk among them. At most one such batch exists at any time.
+        self._mark_in_flight: asyncio.Future[Any] | None = None
+        self._marked_up_to = 0
         self._ack_timeout = ack_timeout
         self._threads: anyio.CapacityLimiter | None = None  # made on the loop
         self._lost: str | None = None  # why the broker connection ended, once it did
@@ -210,6 +212,9 @@ class Relay(BackgroundService):
             finally:
                 # Give leadership up: a relay that cannot publish must not keep the
                 # others from it. (On cancellation, leaving the leadership ends it.)
+                # Marks land before leadership goes: the next leader must not read
+                # this relay's published rows as unpublished.
+                await self._settle_marks()
                 await self._leadership.refresh(eligible=False)
 
     async def _pass(self, client: aiomqtt.Client) -> Sequence[UnpublishedRow] | None:
@@ -220,14 +225,18 @@ class Relay(BackgroundService):
         if turn is None:
             return None
         handed_off = self.marker is not None and turn.marks_anywhere
-        # While marks handed to the writer are in flight, their rows are still
-        # unpublished in the database: skip them by pk. That is safe only where pks
-        # are taken in commit order (SQLite serialises its writers), and only while
-        # those rows exist (unpublished rows are never pruned), so that no later row
-        # can get a smaller pk. With no mark in flight, read from 0.
-        after = self._marked_up_to if handed_off and self._marks_in_flight else 0
         try:
+            # The previous pass's marks may still be on their way to the writer's next
+            # commit: read past them, then wait for them before publishing anything.
+            # At most one published batch is ever unmarked, as when passes marked
+            # synchronously, so a re-publish (after a failed mark, a kill -9 or a new
+            # leader) never sends an older meta/seq or snapshot after a newer one.
+            # Skipping by pk is safe on SQLite only: its writers are serialised, so
+            # pks are taken in commit order.
+            after = self._marked_up_to if self._mark_in_flight is not None else 0
             rows = await self._in_thread(self._fetch, turn, after)
+            if after and not await self._settle_marks():
+                rows = await self._in_thread(self._fetch, turn, 0)  # publish them again
             if rows:
                 await self._publish(client, rows)
                 at = utcnow()
@@ -284,26 +293,28 @@ class Relay(BackgroundService):
         self._last_error = None
 
     def _hand_off(self, pks: list[int], at: datetime) -> bool:
-        """Give the marks to the writer without waiting for its commit; False if it
-        has stopped. A mark that fails leaves its rows unpublished: once no mark is in
-        flight the next pass reads from pk 0 and publishes them again (at least once)."""
+        """Give the marks to the writer's next transaction; the next pass awaits them.
+        False if the writer has stopped (the turn then marks on its own)."""
         assert self.marker is not None
         try:
-            done = asyncio.wrap_future(self.marker(pks, at))
-        except WriterClosedError:  # shutting down: the turn marks on its own
+            self._mark_in_flight = asyncio.wrap_future(self.marker(pks, at))
+        except WriterClosedError:
             return False
-        self._marks_in_flight += 1
-        self._marked_up_to = max(self._marked_up_to, pks[-1])
+        self._marked_up_to = pks[-1]
+        return True
 
-        def landed(future: asyncio.Future[Any]) -> None:
-            self._marks_in_flight -= 1
-            if not self._marks_in_flight:
-                self._marked_up_to = 0
-            if not future.cancelled() and future.exception() is not None:
-                log.warning("relay: marking %d rows failed: %r", len(pks), future.exception())
-                self._wake.set()
-
-        done.add_done_callback(landed)
+    async def _settle_marks(self) -> bool:
+        """Wait for the marks in flight; False if they failed (their rows are still
+        unpublished: the caller reads from pk 0 again)."""
+        pending, self._mark_in_flight = self._mark_in_flight, None
+        self._marked_up_to = 0
+        if pending is None:
+            return True
+        try:
+            await pending
+        except Exception as exc:
+            log.warning("relay: marking a batch failed (%r); publishing it again", exc)
+            return False
         return True
 
     async def _in_thread(self, fn: Callable[..., T], *args: Any) -> T:

@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 import threading
+import uuid
 from collections import Counter
 from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import Future
@@ -29,7 +31,9 @@ from datetime import datetime
 from queue import Empty, SimpleQueue
 from typing import Any
 
+import psycopg
 from sqlalchemy import Connection, Engine
+from sqlalchemy import exc as sa_exc
 
 from hub.db import utcnow
 from hub.errors import UnknownPatientsError, WriterClosedError, WriterOverloadedError
@@ -41,7 +45,7 @@ from hub.outbox import (
     event_row,
     notify_committed,
 )
-from hub.pgnotify import NOTIFY_SQL
+from hub.pgnotify import notify_sql
 
 log = logging.getLogger("hub.writer")
 
@@ -53,6 +57,9 @@ PatientCheck = Callable[[Connection, Collection[tuple[str, str]]], set[tuple[str
 class _Job:
     events: Sequence[PreparedEvent]
     future: Future[list[EmittedEvent]] = field(default_factory=Future)
+    # Fixed at submission: a retry after a COMMIT whose outcome is unknown then fails
+    # on the unique id instead of publishing the same events twice under new ids.
+    ids: list[str] = field(default_factory=list)
     # A relay's marks instead of events: these pks were published at ``marked_at``.
     marks: Sequence[int] = ()
     marked_at: datetime | None = None
@@ -102,7 +109,7 @@ class EventWriter:
             if self._closed:
                 return
             self._closed = True
-        self._queue.put(None)
+            self._queue.put(None)
         if self._thread is not None:
             self._thread.join()
         if self._conn is not None:
@@ -131,14 +138,14 @@ class EventWriter:
         nothing else waits, so a big batch is slow rather than impossible."""
         if not events:
             raise ValueError("no events to write")
-        job = _Job(events)
-        with self._lock:
+        job = _Job(events, ids=[str(uuid.uuid4()) for _ in events])
+        with self._lock:  # so that nothing is queued after close()'s sentinel
             if self._closed:
                 raise WriterClosedError("the event writer has stopped")
             if self._pending and self._pending + len(events) > self._max_pending:
                 raise WriterOverloadedError(self._pending)
             self._pending += len(events)
-        self._queue.put(job)
+            self._queue.put(job)
         return job.future
 
     async def write(self, events: Sequence[PreparedEvent]) -> list[EmittedEvent]:
@@ -154,10 +161,15 @@ class EventWriter:
         with self._lock:
             if self._closed:
                 raise WriterClosedError("the event writer has stopped")
-        self._queue.put(job)
+            self._queue.put(job)
         return job.future
 
     # --- the writer thread ---
+
+    @property
+    def alive(self) -> bool:
+        """The writer thread runs (for /readyz)."""
+        return self._thread is not None and self._thread.is_alive()
 
     def _run(self) -> None:
         stopping = False
@@ -178,9 +190,18 @@ class EventWriter:
                 count += len(job.events)
             with self._lock:
                 self._pending -= count
+            # A request whose caller stopped waiting before its group began (the
+            # awaiting task was cancelled) is not written; one taken is written anyway.
+            jobs = [j for j in jobs if j.future.set_running_or_notify_cancel()]
+            if not jobs:
+                continue
             self.writing = True
             try:
                 self._commit(jobs)
+            except BaseException as exc:  # a bug: answer everyone, keep the thread
+                log.exception("event writer: a group failed unexpectedly")
+                for job in jobs:
+                    self._settle(job, exc if isinstance(exc, Exception) else RuntimeError(exc))
             finally:
                 self.writing = False
 
@@ -188,8 +209,10 @@ class EventWriter:
         try:
             results = self._write_group(jobs)
         except Exception as exc:
-            if len(jobs) == 1:
-                self._settle(jobs[0], exc)
+            if len(jobs) == 1 or _connection_error(exc):
+                # The database is away or locked: one by one would only wait again.
+                for job in jobs:
+                    self._settle(job, exc)
                 return
             log.warning("a group of %d requests failed; writing them one by one", len(jobs))
             for job in jobs:
@@ -205,6 +228,8 @@ class EventWriter:
 
     @staticmethod
     def _settle(job: _Job, result: list[EmittedEvent] | Exception) -> None:
+        if job.future.done():  # settled already (a group that failed after a retry)
+            return
         if isinstance(result, Exception):
             job.future.set_exception(result)
         else:
@@ -276,10 +301,10 @@ class EventWriter:
         for i, job in accepted:
             emitted = results[i]
             assert isinstance(emitted, list)
-            for event in job.events:
+            for event, event_id in zip(job.events, job.ids, strict=True):
                 seq = next_seq[event.tenant]
                 next_seq[event.tenant] = seq + 1
-                envelope, row = event_row(event, seq=seq, occurred_at=now)
+                envelope, row = event_row(event, seq=seq, occurred_at=now, event_id=event_id)
                 rows.append(
                     tuple(bound_now if c == "occurred_at" else row[c] for c in _EVENT_COLUMNS)
                 )
@@ -289,7 +314,7 @@ class EventWriter:
         cursor.executemany(sql.insert, rows)
         if self._postgres:
             # Other processes' relays LISTEN; delivered only if this commits.
-            cursor.execute(NOTIFY_SQL)
+            cursor.execute(notify_sql())
         return results
 
     def _reserve(self, cursor: Any, counts: Counter[str]) -> dict[str, int]:
@@ -314,6 +339,14 @@ _EVENT_COLUMNS = (
     "topic",
     "payload",
 )
+
+
+def _connection_error(exc: BaseException) -> bool:
+    """The database cannot be reached or is locked (SQLAlchemy's or the driver's own
+    OperationalError: the writer runs fixed SQL on the driver's cursor too)."""
+    return isinstance(
+        exc, (sa_exc.OperationalError, sqlite3.OperationalError, psycopg.OperationalError)
+    )
 
 
 class _Statements:

@@ -105,6 +105,10 @@ async def _prepare_all(
     """Validate every event. An unknown patient is a 404 even when the event is also
     invalid, as on every other route: the patient check reads the database only then
     (on the valid path, the writer checks the patients in its transaction)."""
+    for i, b in enumerate(bodies):
+        if b.type not in CATALOG:  # before anything else, as it always was
+            where = f"events[{i}]: " if batch else ""
+            raise Invalid(f"{where}unknown event type {b.type!r}")
     try:
         return [_prepare(b, user, i if batch else None) for i, b in enumerate(bodies)]
     except (ApiError, EventValidationError):

@@ -68,15 +68,17 @@ def readyz(runtime: RuntimeDep) -> JSONResponse:
         "lastError": relay.last_error,
     }
     ok = ok and broker_ok
-    # Informational: a full queue answers 503 per request; it does not take the whole
-    # process out of a load balancer (all of them would go at once under a burst).
+    # A full queue answers 503 per request; it does not take the whole process out of
+    # a load balancer (all of them would go at once under a burst). A writer thread
+    # that died does.
     writer = runtime.writer
     checks["writer"] = {
-        "ok": True,
+        "ok": writer.alive,
         "pending": writer.pending,
         "maxPending": writer.max_pending,
         "writing": writer.writing,
     }
+    ok = ok and writer.alive
     return JSONResponse({"ready": ok, "checks": checks}, status_code=200 if ok else 503)
 
 

@@ -1,12 +1,16 @@
 """The outbox relay against the real broker and database: a commit wakes it (no
 polling on the hot path), a publish the broker refused is not marked published and
-goes out once allowed, and a change the api refused publishes nothing."""
+goes out once allowed, a change the api refused publishes nothing, and a mark that
+failed republishes without sending meta/seq backwards."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import queue
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -14,6 +18,12 @@ from typing import Any
 import httpx
 import pytest
 
+from api.runtime import known_patients
+from hub.db import make_engine, make_sessionmaker
+from hub.mosquitto import BrokerLayout
+from hub.outbox import outbox_stats, prepare_event
+from hub.relay import Relay
+from hub.writer import EventWriter
 from tests.conftest import BACKENDS, _require_backend
 from tests.support.clinic import Clinic
 from tests.support.mqtt import WAIT, Probe, Received, dynsec
@@ -215,3 +225,111 @@ def test_a_rejected_change_publishes_nothing(stack: Stack, clinic: Clinic) -> No
         assert page["latestSeq"] == last["seq"]
     finally:
         probe.close()
+
+
+def test_a_failed_mark_republishes_without_sending_meta_seq_backwards(
+    tmp_path: Path,
+) -> None:
+    """SQLite: the relay hands its marks to the event writer and does not wait for
+    them before its next fetch. When a mark fails, the batch is published again, and
+    the tenant's retained meta/seq never goes back (a subscriber would see a newer seq
+    replaced by an older one). The relay and writer run here, in the test's process,
+    on the stack's broker and database; the first mark fails."""
+    stack = Stack.create("sqlite", tmp_path / "stack")
+    try:
+        clinic = Clinic.create(stack)
+        stack.api.stop()  # this test's relay publishes instead
+        reader = stack.reader()
+        reader.subscribe(f"tenants/{clinic.tenant}/meta/seq")
+        reader.subscribe(f"tenants/{clinic.tenant}/patients/+/patient/#")
+        reader.drain()
+        seqs = asyncio.run(_relay_with_a_failing_mark(stack, clinic))
+        received = _until_seq(reader, clinic.tenant, seqs[-1])
+        reader.close()
+    finally:
+        stack.close()
+    metas = [m.json()["seq"] for m in received if m.topic.endswith("/meta/seq")]
+    assert metas == sorted(metas), metas  # never backwards
+    assert metas[-1] == seqs[-1]
+    events = [m.json()["seq"] for m in received if "/patient/" in m.topic]
+    assert sorted(set(events)) == seqs  # every event, some of them twice
+    assert len(events) > len(seqs)  # the batch whose mark failed went out again
+
+
+async def _relay_with_a_failing_mark(stack: Stack, clinic: Clinic) -> list[int]:
+    engine = make_engine(stack.db.url)
+    sessions, read_sessions = make_sessionmaker(engine), make_sessionmaker(engine, read_only=True)
+    writer = EventWriter(engine, known_patients=known_patients)
+    writer.start()
+    calls = 0
+
+    def marker(pks: list[int], at: datetime) -> Future[Any]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            failed: Future[Any] = Future()
+            failed.set_exception(RuntimeError("simulated: the mark did not commit"))
+            return failed
+        return writer.submit_marks(pks, at)
+
+    password = BrokerLayout(Path(stack.api.env["HUB_DATA_DIR"])).secrets().service_password
+    relay = Relay(
+        sessions=sessions,
+        read_sessions=read_sessions,
+        host="127.0.0.1",
+        port=stack.broker.mqtt_port,
+        username="hub-service",
+        password=password,
+        batch_size=2,
+        poll_interval=0.2,
+    )
+    relay.marker = marker
+    try:
+        events = [
+            prepare_event(
+                tenant=clinic.tenant,
+                event_type="patient:balance_changed",
+                actor="svc-1",
+                patient_id=clinic.patient_id,
+                entity_id=clinic.patient_id,
+                data={
+                    "patientId": clinic.patient_id,
+                    "balanceCents": n,
+                    "previousBalanceCents": 0,
+                    "reason": "copay",
+                },
+            )
+            for n in range(6)
+        ]
+        emitted = await writer.write(events)  # committed before the relay starts
+        async with relay:
+            for _ in range(200):  # bounded: 20 s
+                with sessions() as s:
+                    if outbox_stats(s).unpublished == 0:
+                        break
+                await asyncio.sleep(0.1)
+            assert calls >= 2
+    finally:
+        await asyncio.to_thread(writer.close)
+        engine.dispose()
+    return [e.seq for e in emitted]
+
+
+def _until_seq(reader: Probe, tenant: str, last: int) -> list[Received]:
+    """What ``reader`` received, in order, up to the meta/seq of ``last``, then for a
+    short while longer (anything published after it)."""
+    got: list[Received] = []
+    deadline = time.monotonic() + WAIT
+    while time.monotonic() < deadline:
+        try:
+            msg = reader.messages.get(timeout=0.5)
+        except queue.Empty:
+            continue
+        got.append(msg)
+        if msg.topic == f"tenants/{tenant}/meta/seq" and msg.json()["seq"] == last:
+            break
+    else:
+        raise AssertionError(f"meta/seq never reached {last}: {[m.topic for m in got]}")
+    time.sleep(0.5)
+    got.extend(reader.drain())
+    return got

@@ -4,6 +4,7 @@ ORM path, and a full queue refuses at once."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Callable, Collection, Iterator
 from concurrent.futures import Future
@@ -108,7 +109,7 @@ def seed_sequences(engine: Engine) -> None:
 def wait_taken(writer: EventWriter, pending: int) -> None:
     """Until the writer has taken its first group (what remains is ``pending``)."""
     for _ in range(500):
-        if writer.pending == pending:
+        if writer.pending == pending and writer.writing:
             return
         threading.Event().wait(0.01)
     raise AssertionError(f"pending stayed {writer.pending}")
@@ -191,7 +192,7 @@ def test_a_group_that_fails_is_retried_request_by_request(engine: Engine) -> Non
 
     def flaky(conn: Connection, pairs: Collection[tuple[str, str]]) -> set[tuple[str, str]]:
         if ("acme", "p-2") in pairs:
-            raise sa.exc.OperationalError("SELECT", {}, Exception("simulated failure"))
+            raise RuntimeError("simulated failure")
         return known_patients(conn, pairs)
 
     check: PatientCheck = flaky
@@ -206,9 +207,70 @@ def test_a_group_that_fails_is_retried_request_by_request(engine: Engine) -> Non
         blocker.result(timeout=30)
         assert ok1.result(timeout=30)[0].seq == 2
         assert ok2.result(timeout=30)[0].seq == 2
-        with pytest.raises(sa.exc.OperationalError):
+        with pytest.raises(RuntimeError):
             doomed.result(timeout=30)
     assert len(events_in_db(engine)) == 3 + 3
+
+
+def test_a_database_that_is_away_fails_the_group_at_once_and_the_writer_recovers(
+    engine: Engine,
+) -> None:
+    """A connection-level error is not retried request by request (each would wait for
+    the database again); the requests fail, the thread lives on, later ones succeed."""
+    seed_sequences(engine)
+    away = threading.Event()
+    away.set()
+
+    def down(conn: Connection, pairs: Collection[tuple[str, str]]) -> set[tuple[str, str]]:
+        if away.is_set():
+            raise sa.exc.OperationalError("SELECT", {}, Exception("database unreachable"))
+        return known_patients(conn, pairs)
+
+    with EventWriter(engine, known_patients=down) as writer:
+        queued = [writer.submit([event(t)]) for t in TENANTS * 3]
+        for f in queued:
+            with pytest.raises(sa.exc.OperationalError):
+                f.result(timeout=30)
+        assert writer.groups == 0
+        away.clear()
+        assert writer.submit([event("acme")]).result(timeout=30)[0].seq == 2
+        assert writer.alive
+
+
+def test_a_cancelled_wait_neither_kills_the_writer_nor_loses_the_group(engine: Engine) -> None:
+    """A caller that stops waiting (its task cancelled, e.g. at shutdown): a request
+    already taken into a group is written with it, one still queued is dropped, and
+    the writer goes on answering everyone else."""
+    seed_sequences(engine)
+
+    async def scenario(writer: EventWriter) -> tuple[list[EmittedEvent], list[EmittedEvent]]:
+        lock = WriteLock(engine)
+        try:
+            taken = asyncio.create_task(writer.write([event("acme", cents=1)]))
+            await asyncio.sleep(0)  # the task submits
+            await asyncio.to_thread(wait_taken, writer, 0)
+            queued = asyncio.create_task(writer.write([event("acme", cents=2)]))
+            neighbour = asyncio.create_task(writer.write([event("birch", cents=3)]))
+            await asyncio.sleep(0)
+            assert writer.pending == 2  # both wait behind the blocked group
+            taken.cancel()
+            queued.cancel()
+            await asyncio.sleep(0.1)
+        finally:
+            lock.release()
+        after = await writer.write([event("cedar", cents=4)])
+        return await neighbour, after
+
+    with EventWriter(engine, known_patients=known_patients) as writer:
+        neighbour, after = asyncio.run(scenario(writer))
+        assert writer.alive
+    assert [(e.tenant, e.seq) for e in neighbour] == [("birch", 2)]
+    assert [(e.tenant, e.seq) for e in after] == [("cedar", 2)]
+    stored = events_in_db(engine)
+    payloads = "".join(p for _, _, p in stored)
+    assert '"balanceCents":1,' in payloads  # taken: written anyway
+    assert '"balanceCents":2,' not in payloads  # still queued: dropped
+    assert [s for t, s, _ in stored if t == "acme"] == [1, 2]
 
 
 def test_a_full_queue_refuses_at_once_and_what_was_accepted_commits(engine: Engine) -> None:
