@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from hub.db import database_away
 from hub.errors import (
     BrokerUnavailableError,
     DynsecError,
@@ -95,6 +96,7 @@ async def _unauthorized(request: Request) -> JSONResponse | None:
         return None
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
+    token = token.strip()  # as HTTPBearer
     if scheme.lower() != "bearer" or not token:
         return error_response(
             401, "unauthorized", "missing bearer token", headers={"WWW-Authenticate": "Bearer"}
@@ -163,9 +165,9 @@ def error_for(exc: Exception) -> JSONResponse | None:
     if isinstance(exc, DynsecError):
         log.error("broker refused an administration command: %s", exc)
         return error_response(503, "broker_error", "the message broker refused the request")
-    if isinstance(exc, _DATABASE_AWAY):
+    if isinstance(exc, _DATABASE_ERRORS) and database_away(exc):
         # Logged without the exception's text: it may quote SQL parameters.
-        log.warning("database unavailable: %s", type(exc).__name__)
+        log.warning("database unavailable: %s", _error_name(exc))
         return error_response(
             503,
             "database_unavailable",
@@ -175,13 +177,21 @@ def error_for(exc: Exception) -> JSONResponse | None:
     return None
 
 
-# The database cannot be reached or stayed locked: SQLAlchemy's, or the drivers' own
-# (the event writer runs fixed SQL on the driver's cursor).
-_DATABASE_AWAY: tuple[type[Exception], ...] = (
+# Handled only when ``database_away`` says so; otherwise a 500 with its traceback.
+_DATABASE_ERRORS: tuple[type[Exception], ...] = (
     sa_exc.OperationalError,
     sqlite3.OperationalError,
     psycopg.OperationalError,
 )
+
+
+def _error_name(exc: BaseException) -> str:
+    orig = getattr(exc, "orig", None) or exc
+    return str(
+        getattr(orig, "sqlite_errorname", None)
+        or getattr(orig, "sqlstate", None)
+        or type(orig).__name__
+    )
 
 
 _HUB_ERRORS: tuple[type[Exception], ...] = (
@@ -193,14 +203,14 @@ _HUB_ERRORS: tuple[type[Exception], ...] = (
     WriterClosedError,
     UnknownPatientsError,
     DynsecError,
-    *_DATABASE_AWAY,
+    *_DATABASE_ERRORS,
 )
 
 
 def install_error_handlers(app: FastAPI) -> None:
     async def _hub_error(_: Request, exc: Exception) -> JSONResponse:
         response = error_for(exc)
-        if response is None:  # not reached: registered only for these types
+        if response is None:  # a database error that is not "away": a 500, as any bug
             raise exc
         return response
 
@@ -216,7 +226,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        if exc.status_code == 400 and isinstance(exc.__cause__, ValueError):
+        if exc.status_code == 400 and isinstance(exc.__cause__, (ValueError, RecursionError)):
             # FastAPI's "error parsing the body", e.g. a body that is not UTF-8.
             return await _unauthorized(request) or _malformed()
         codes = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}

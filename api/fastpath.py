@@ -56,17 +56,15 @@ class PublishFastPath:
         if body is None:  # the client went away
             return
         if not body:
-            await self.app(scope, _replay(body), send)
+            await self.app(scope, _replay(body, receive), send)
             return
         try:
             data = json.loads(body)
-        except RecursionError:  # nested too deep: FastAPI has its own answer
-            data = None
-        except ValueError:  # not JSON, or not UTF-8
+        except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested too deep
             data = _MALFORMED
         if not isinstance(data, dict) and data is not _MALFORMED:
             # Not an object: FastAPI's own validation messages, from the route.
-            await self.app(scope, _replay(body), send)
+            await self.app(scope, _replay(body, receive), send)
             return
         runtime: Runtime = scope["app"].state.runtime
         try:
@@ -135,8 +133,15 @@ async def _read_body(receive: Receive) -> bytes | None:
             return b"".join(chunks)
 
 
-def _replay(body: bytes) -> Receive:
-    async def receive() -> Message:
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """The body already read, then the connection's own messages (a disconnect)."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if sent:
+            return await receive()
+        sent = True
         return {"type": "http.request", "body": body, "more_body": False}
 
-    return receive
+    return replay

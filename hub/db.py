@@ -4,10 +4,13 @@ writers."""
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import UTC, datetime
 from typing import Any
 
+import psycopg
 from sqlalchemy import DateTime, Engine, create_engine, event
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, sessionmaker
 from sqlalchemy.orm import Session as OrmSession
@@ -81,3 +84,26 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 def make_sessionmaker(engine: Engine, *, read_only: bool = False) -> sessionmaker[OrmSession]:
     bind = engine.execution_options(**{READ_ONLY: True}) if read_only else engine
     return sessionmaker(bind, expire_on_commit=False)
+
+
+# SQLite result codes and PostgreSQL SQLSTATE classes that mean "the database cannot
+# be reached or is too busy right now": worth a 503 and a retry. Other operational
+# errors (no such table, a deadlock, a cancelled statement) are not.
+_SQLITE_AWAY = ("SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_IOERR", "SQLITE_CANTOPEN", "SQLITE_FULL")
+_PG_AWAY = ("08", "53", "57")  # connection exception, insufficient resources, operator
+
+
+def database_away(exc: BaseException) -> bool:
+    """Whether ``exc`` says the database is unreachable or busy (SQLAlchemy's wrapper
+    or the driver's own error: the event writer runs fixed SQL on the driver)."""
+    if isinstance(exc, sa_exc.DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        exc = exc.orig if exc.orig is not None else exc
+    if isinstance(exc, sqlite3.OperationalError):
+        name = getattr(exc, "sqlite_errorname", "") or ""
+        return name.startswith(_SQLITE_AWAY)
+    if isinstance(exc, psycopg.OperationalError):
+        state = exc.sqlstate
+        return state is None or state.startswith(_PG_AWAY)  # None: no server answer
+    return False

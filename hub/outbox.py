@@ -484,9 +484,14 @@ def replay(
 def prune_published(session: Session, older_than: timedelta) -> int:
     """Drop published events past the replay retention; unpublished ones never go."""
     cutoff = utcnow() - older_than
+    # The newest row stays: SQLite would otherwise give its pk to the next row, and the
+    # relay relies on pks rising in commit order (hub.relay, decision 49).
+    newest = select(func.max(OutboxEvent.pk)).scalar_subquery()
     result = session.execute(
         delete(OutboxEvent).where(
-            OutboxEvent.published_at.is_not(None), OutboxEvent.occurred_at < cutoff
+            OutboxEvent.published_at.is_not(None),
+            OutboxEvent.occurred_at < cutoff,
+            OutboxEvent.pk < newest,
         )
     )
     return int(result.rowcount or 0)  # type: ignore[attr-defined]

@@ -311,8 +311,11 @@ class Relay(BackgroundService):
         if pending is None:
             return True
         try:
-            await pending
-        except Exception as exc:
+            # Shielded: a cancelled relay must not cancel (and so drop) the mark. Bounded:
+            # a stuck writer must not hold the relay, and its leadership, forever; a
+            # mark that lands late is harmless, nothing newer went out meanwhile.
+            await asyncio.wait_for(asyncio.shield(pending), self._ack_timeout)
+        except Exception as exc:  # TimeoutError included
             log.warning("relay: marking a batch failed (%r); publishing it again", exc)
             return False
         return True

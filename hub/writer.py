@@ -10,8 +10,9 @@ writers of different processes cannot deadlock), one multi-row insert, one commi
 (one fsync on SQLite). A request's events all commit or none do, and it is answered
 only after the commit: an acknowledged event survives kill -9.
 
-A group that fails as a whole (the database went away, a constraint) is retried one
-request at a time, so one request's failure is never another's. Past ``max_pending``
+A group that fails as a whole for another reason than the database being away (then
+every request of it fails at once: 503) is retried one request at a time, so one
+request's failure is never another's. Past ``max_pending``
 waiting events, ``submit`` refuses at once (``WriterOverloadedError``: the api's 503)
 instead of letting latency grow without bound.
 """
@@ -20,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
 import threading
 import uuid
 from collections import Counter
@@ -31,11 +31,9 @@ from datetime import datetime
 from queue import Empty, SimpleQueue
 from typing import Any
 
-import psycopg
 from sqlalchemy import Connection, Engine
-from sqlalchemy import exc as sa_exc
 
-from hub.db import utcnow
+from hub.db import database_away, utcnow
 from hub.errors import UnknownPatientsError, WriterClosedError, WriterOverloadedError
 from hub.outbox import (
     EmittedEvent,
@@ -149,7 +147,8 @@ class EventWriter:
         return job.future
 
     async def write(self, events: Sequence[PreparedEvent]) -> list[EmittedEvent]:
-        """``submit`` for a coroutine. Cancelling the wait does not cancel the write."""
+        """``submit`` for a coroutine. Cancelling the wait drops a request not yet taken
+        into a group; one already taken is written all the same."""
         return await asyncio.wrap_future(self.submit(events))
 
     def submit_marks(self, pks: Sequence[int], at: datetime) -> Future[list[EmittedEvent]]:
@@ -192,7 +191,8 @@ class EventWriter:
                 self._pending -= count
             # A request whose caller stopped waiting before its group began (the
             # awaiting task was cancelled) is not written; one taken is written anyway.
-            jobs = [j for j in jobs if j.future.set_running_or_notify_cancel()]
+            # Marks are never dropped: the relay counts on them landing.
+            jobs = [j for j in jobs if j.future.set_running_or_notify_cancel() or j.marks]
             if not jobs:
                 continue
             self.writing = True
@@ -209,7 +209,7 @@ class EventWriter:
         try:
             results = self._write_group(jobs)
         except Exception as exc:
-            if len(jobs) == 1 or _connection_error(exc):
+            if len(jobs) == 1 or database_away(exc):
                 # The database is away or locked: one by one would only wait again.
                 for job in jobs:
                     self._settle(job, exc)
@@ -339,14 +339,6 @@ _EVENT_COLUMNS = (
     "topic",
     "payload",
 )
-
-
-def _connection_error(exc: BaseException) -> bool:
-    """The database cannot be reached or is locked (SQLAlchemy's or the driver's own
-    OperationalError: the writer runs fixed SQL on the driver's cursor too)."""
-    return isinstance(
-        exc, (sa_exc.OperationalError, sqlite3.OperationalError, psycopg.OperationalError)
-    )
 
 
 class _Statements:

@@ -5,19 +5,23 @@ ORM path, and a full queue refuses at once."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import sqlite3
 import threading
 from collections.abc import Callable, Collection, Iterator
 from concurrent.futures import Future
 from datetime import date
 from pathlib import Path
+from typing import Any
 
+import psycopg
 import pytest
 import sqlalchemy as sa
 from sqlalchemy import Connection, Engine, select
 
 from api.models import Patient
 from api.runtime import known_patients
-from hub.db import make_engine, make_sessionmaker, utcnow
+from hub.db import database_away, make_engine, make_sessionmaker, utcnow
 from hub.errors import UnknownPatientsError, WriterClosedError, WriterOverloadedError
 from hub.outbox import EmittedEvent, OutboxEvent, PreparedEvent, emit, prepare_event
 from hub.writer import EventWriter, PatientCheck
@@ -81,9 +85,30 @@ class WriteLock:
                 {"t": list(TENANTS)},
             )
 
+        _HELD.append(self)
+
     def release(self) -> None:
+        if self._conn.closed:
+            return
         self._tx.rollback()
         self._conn.close()
+
+
+_HELD: list[WriteLock] = []
+
+
+@contextlib.contextmanager
+def started(engine: Engine, **options: Any) -> Iterator[EventWriter]:
+    """A running writer; on the way out, locks a failed test still holds are released
+    first, so that closing the writer cannot wait on them forever."""
+    writer = EventWriter(engine, **options)
+    writer.start()
+    try:
+        yield writer
+    finally:
+        while _HELD:
+            _HELD.pop().release()
+        writer.close()
 
 
 def seed_sequences(engine: Engine) -> None:
@@ -127,7 +152,7 @@ def events_in_db(engine: Engine) -> list[tuple[str, int, str]]:
 
 def test_requests_that_wait_together_commit_as_one_group(engine: Engine) -> None:
     seed_sequences(engine)
-    with EventWriter(engine, known_patients=known_patients) as writer:
+    with started(engine, known_patients=known_patients) as writer:
         lock = WriteLock(engine)
         first = writer.submit([event("acme")])
         wait_taken(writer, 0)  # the first group waits for the lock
@@ -153,7 +178,7 @@ def test_a_request_naming_an_unknown_patient_fails_alone_and_writes_nothing(
     engine: Engine,
 ) -> None:
     seed_sequences(engine)
-    with EventWriter(engine, known_patients=known_patients) as writer:
+    with started(engine, known_patients=known_patients) as writer:
         lock = WriteLock(engine)
         blocker = writer.submit([event("acme")])
         wait_taken(writer, 0)
@@ -178,7 +203,7 @@ def test_a_request_naming_an_unknown_patient_fails_alone_and_writes_nothing(
 def test_another_tenants_patient_is_unknown(engine: Engine) -> None:
     """p-1 exists in acme, not in a tenant that has no patients at all."""
     with (
-        EventWriter(engine, known_patients=known_patients) as writer,
+        started(engine, known_patients=known_patients) as writer,
         pytest.raises(UnknownPatientsError),
     ):
         writer.submit([event("dune", patient="p-1")]).result(timeout=30)
@@ -196,7 +221,7 @@ def test_a_group_that_fails_is_retried_request_by_request(engine: Engine) -> Non
         return known_patients(conn, pairs)
 
     check: PatientCheck = flaky
-    with EventWriter(engine, known_patients=check) as writer:
+    with started(engine, known_patients=check) as writer:
         lock = WriteLock(engine)
         blocker = writer.submit([event("acme")])
         wait_taken(writer, 0)
@@ -221,17 +246,22 @@ def test_a_database_that_is_away_fails_the_group_at_once_and_the_writer_recovers
     away = threading.Event()
     away.set()
 
+    calls = 0
+
     def down(conn: Connection, pairs: Collection[tuple[str, str]]) -> set[tuple[str, str]]:
+        nonlocal calls
+        calls += 1
         if away.is_set():
-            raise sa.exc.OperationalError("SELECT", {}, Exception("database unreachable"))
+            raise sa.exc.OperationalError("SELECT", {}, psycopg.OperationalError("unreachable"))
         return known_patients(conn, pairs)
 
-    with EventWriter(engine, known_patients=down) as writer:
+    with started(engine, known_patients=down) as writer:
         queued = [writer.submit([event(t)]) for t in TENANTS * 3]
         for f in queued:
             with pytest.raises(sa.exc.OperationalError):
                 f.result(timeout=30)
         assert writer.groups == 0
+        assert calls < len(queued)  # whole groups failed, not request after request
         away.clear()
         assert writer.submit([event("acme")]).result(timeout=30)[0].seq == 2
         assert writer.alive
@@ -261,7 +291,7 @@ def test_a_cancelled_wait_neither_kills_the_writer_nor_loses_the_group(engine: E
         after = await writer.write([event("cedar", cents=4)])
         return await neighbour, after
 
-    with EventWriter(engine, known_patients=known_patients) as writer:
+    with started(engine, known_patients=known_patients) as writer:
         neighbour, after = asyncio.run(scenario(writer))
         assert writer.alive
     assert [(e.tenant, e.seq) for e in neighbour] == [("birch", 2)]
@@ -275,9 +305,7 @@ def test_a_cancelled_wait_neither_kills_the_writer_nor_loses_the_group(engine: E
 
 def test_a_full_queue_refuses_at_once_and_what_was_accepted_commits(engine: Engine) -> None:
     seed_sequences(engine)
-    writer = EventWriter(engine, known_patients=known_patients, max_pending=5)
-    writer.start()
-    try:
+    with started(engine, known_patients=known_patients, max_pending=5) as writer:
         lock = WriteLock(engine)
         blocker = writer.submit([event("acme")])
         wait_taken(writer, 0)
@@ -292,8 +320,6 @@ def test_a_full_queue_refuses_at_once_and_what_was_accepted_commits(engine: Engi
         # when nothing waits.
         big = writer.submit([event("acme", cents=i) for i in range(8)])
         assert [e.seq for e in big.result(timeout=30)] == list(range(3, 11))
-    finally:
-        writer.close()
 
 
 def test_close_writes_what_was_submitted_then_refuses(engine: Engine) -> None:
@@ -349,7 +375,7 @@ def test_writer_and_orm_path_share_gapless_seqs_under_concurrency(engine: Engine
 
         return run
 
-    with EventWriter(engine, known_patients=known_patients) as writer:
+    with started(engine, known_patients=known_patients) as writer:
         threads = [threading.Thread(target=orm_writer, args=(n,)) for n in range(3)]
         threads += [threading.Thread(target=submitter(writer, n)) for n in range(4)]
         for t in threads:
@@ -362,3 +388,23 @@ def test_writer_and_orm_path_share_gapless_seqs_under_concurrency(engine: Engine
     for tenant in TENANTS:
         seqs = [s for t, s, _ in stored if t == tenant]
         assert seqs == list(range(1, len(seqs) + 1)), tenant
+
+
+def test_only_an_unreachable_or_busy_database_counts_as_away(tmp_path: Path) -> None:
+    """503 and no retry one by one for these; a bug or a deadlock stays what it is."""
+    path = tmp_path / "busy.db"
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    other = sqlite3.connect(path, isolation_level=None, timeout=0)
+    with pytest.raises(sqlite3.OperationalError) as busy:
+        other.execute("BEGIN IMMEDIATE")
+    with pytest.raises(sqlite3.OperationalError) as missing:
+        other.execute("SELECT * FROM no_such_table")
+    holder.close()
+    other.close()
+    assert database_away(busy.value)
+    assert database_away(sa.exc.OperationalError("BEGIN", {}, busy.value))
+    assert not database_away(missing.value)
+    assert database_away(psycopg.OperationalError("connection refused"))
+    assert not database_away(psycopg.errors.DeadlockDetected("deadlock"))
+    assert not database_away(ValueError("not a database error"))
