@@ -112,7 +112,14 @@ def test_queued_events_survive_a_broker_crash(private_stack: Stack) -> None:
     ]:
         assert time.monotonic() < deadline
         time.sleep(0.1)
-    time.sleep(3.5)  # ... and past one autosave interval (2 s) of the broker
+    # ... and past the broker's next autosave (every ~2 s in whole seconds, so up to
+    # 3 s, later on a loaded machine): wait for it rather than sleep a fixed time.
+    since = time.time()
+    db = stack.broker.layout.state_dir / "mosquitto.db"
+    deadline = time.monotonic() + 30
+    while not (db.exists() and db.stat().st_mtime > since + 0.05):
+        assert time.monotonic() < deadline, "the broker never autosaved"
+        time.sleep(0.1)
     stack.broker.kill()
     stack.broker.start()
     back = stack.reconnect(creds)
