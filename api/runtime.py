@@ -25,7 +25,7 @@ from api.settings import Settings
 from hub.broker_admin import DynsecAdmin
 from hub.broker_tokens import KeyRing, TokenSigner
 from hub.credentials import CredentialIssuer
-from hub.db import make_engine, make_sessionmaker, utcnow
+from hub.db import driver_cursor, make_engine, make_sessionmaker, placeholder, utcnow
 from hub.mosquitto import ADMIN_ROLE, SERVICE_ROLE, BrokerLayout
 from hub.outbox import prune_published
 from hub.relay import Relay
@@ -91,15 +91,12 @@ def known_patients(conn: Connection, pairs: Collection[tuple[str, str]]) -> set[
     the driver's cursor (compiling an IN list per group cost more than the query)."""
     if not pairs:
         return set()
-    mark = "%s" if conn.dialect.paramstyle in ("format", "pyformat") else "?"
+    mark = placeholder(conn.dialect)
     rows = ", ".join([f"({mark}, {mark})"] * len(pairs))
     sql = f"SELECT tenant, id FROM {Patient.__tablename__} WHERE (tenant, id) IN (VALUES {rows})"  # noqa: S608 - placeholders only
-    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-    try:
+    with driver_cursor(conn) as cursor:
         cursor.execute(sql, [value for pair in pairs for value in pair])
         return {(tenant, pid) for tenant, pid in cursor.fetchall()}
-    finally:
-        cursor.close()
 
 
 def alert_policy(settings: Settings) -> AlertPolicy:

@@ -4,12 +4,14 @@ writers."""
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
-from sqlalchemy import DateTime, Engine, create_engine, event
+from sqlalchemy import Connection, DateTime, Engine, create_engine, event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, sessionmaker
@@ -79,6 +81,22 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
         return engine
     return create_engine(url, pool_pre_ping=True, hide_parameters=True, **kwargs)
+
+
+def placeholder(dialect: Dialect) -> str:
+    """The driver's parameter marker: ``%s`` for psycopg, ``?`` for sqlite3."""
+    return "%s" if dialect.paramstyle in ("format", "pyformat") else "?"
+
+
+@contextlib.contextmanager
+def driver_cursor(conn: Connection) -> Iterator[Any]:
+    """A cursor of the driver itself, in ``conn``'s transaction, for fixed SQL on hot
+    paths where SQLAlchemy's statement handling costs more than the query."""
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        yield cursor
+    finally:
+        cursor.close()
 
 
 def make_sessionmaker(engine: Engine, *, read_only: bool = False) -> sessionmaker[OrmSession]:

@@ -7,6 +7,7 @@ replay log behind ``GET /events``.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import uuid
@@ -30,10 +31,11 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from hub.catalog import get_event_type
-from hub.db import Base, UTCDateTime, utcnow
+from hub.db import Base, UTCDateTime, driver_cursor, placeholder, utcnow
 from hub.envelope import build_envelope, dumps
 from hub.errors import EventValidationError
 from hub.pgnotify import notify_outbox
@@ -394,6 +396,14 @@ _UNPUBLISHED = (
 )
 
 
+@functools.lru_cache(maxsize=8)
+def _unpublished_query(dialect: Dialect) -> tuple[str, Callable[[Any], Any] | None]:
+    """The fetch in the dialect's parameter style, and how to read its last column
+    (UTC datetimes are text on SQLite): worked out once per dialect, not per pass."""
+    column_type = OutboxEvent.__table__.c.snapshot_expires_at.type.dialect_impl(dialect)
+    return _UNPUBLISHED.format(p=placeholder(dialect)), column_type.result_processor(dialect, None)
+
+
 def fetch_unpublished(session: Session, limit: int, *, after: int = 0) -> list[UnpublishedRow]:
     """The oldest unpublished events with ``pk > after``. Within a tenant, pk order is
     seq order: the next seq cannot be taken (let alone inserted) before the previous
@@ -402,16 +412,10 @@ def fetch_unpublished(session: Session, limit: int, *, after: int = 0) -> list[U
     Fixed SQL on the driver's cursor, in ``session``'s transaction: the relay runs this
     after every commit, and SQLAlchemy's statement handling cost more than the query."""
     conn = session.connection()
-    dialect = conn.dialect
-    placeholder = "%s" if dialect.paramstyle in ("format", "pyformat") else "?"
-    column_type = OutboxEvent.__table__.c.snapshot_expires_at.type.dialect_impl(dialect)
-    expires = column_type.result_processor(dialect, None)
-    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-    try:
-        cursor.execute(_UNPUBLISHED.format(p=placeholder), (after, limit))
+    sql, expires = _unpublished_query(conn.dialect)
+    with driver_cursor(conn) as cursor:
+        cursor.execute(sql, (after, limit))
         raw = cursor.fetchall()
-    finally:
-        cursor.close()
     if expires is not None:
         raw = [(*r[:7], expires(r[7])) for r in raw]
     return [UnpublishedRow._make(r) for r in raw]

@@ -33,7 +33,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine
 
-from hub.db import database_away, utcnow
+from hub.db import database_away, driver_cursor, placeholder, utcnow
 from hub.errors import UnknownPatientsError, WriterClosedError, WriterOverloadedError
 from hub.outbox import (
     EmittedEvent,
@@ -86,7 +86,7 @@ class EventWriter:
         self._thread: threading.Thread | None = None
         self._conn: Connection | None = None
         self._postgres = engine.dialect.name == "postgresql"
-        self._sql = _Statements("%s" if self._postgres else "?")
+        self._sql = _Statements(placeholder(engine.dialect))
         # The column type's own conversion (UTC; naive text on SQLite), as the ORM does.
         time_type = OutboxEvent.__table__.c.occurred_at.type.dialect_impl(engine.dialect)
         processor = time_type.bind_processor(engine.dialect)
@@ -259,13 +259,10 @@ class EventWriter:
         return results
 
     def _insert(self, conn: Connection, jobs: list[_Job]) -> list[list[EmittedEvent] | Exception]:
-        # The statements go to the driver's cursor as fixed SQL: compiling them through
-        # SQLAlchemy for every group cost more than running them.
-        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-        try:
+        # Fixed SQL on the driver's cursor: compiling it through SQLAlchemy for every
+        # group cost more than running it.
+        with driver_cursor(conn) as cursor:
             return self._insert_with(cursor, conn, jobs)
-        finally:
-            cursor.close()
 
     def _insert_with(
         self, cursor: Any, conn: Connection, jobs: list[_Job]
