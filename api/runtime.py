@@ -300,6 +300,9 @@ async def running(settings: Settings) -> AsyncIterator[Runtime]:
         max_sessions_per_user=settings.max_sessions_per_user,
         generation=lambda: admin.generation,
     )
+    writer = EventWriter(
+        engine, known_patients=known_patients, max_pending=settings.writer_max_pending
+    )
     relay = Relay(
         sessions=sessions,
         read_sessions=read_sessions,
@@ -308,6 +311,7 @@ async def running(settings: Settings) -> AsyncIterator[Runtime]:
         username=settings.broker_service_username,
         password=service_password,
         poll_interval=settings.relay_poll_interval_seconds,
+        marker=writer.submit_marks,
     )
     rt = Runtime(
         settings=settings,
@@ -319,15 +323,12 @@ async def running(settings: Settings) -> AsyncIterator[Runtime]:
         issuer=issuer,
         keys=keys,
         relay=relay,
-        writer=EventWriter(
-            engine, known_patients=known_patients, max_pending=settings.writer_max_pending
-        ),
+        writer=writer,
         broker_ready=asyncio.Event(),
         alert_policy=alert_policy(settings),
     )
     rt.kiosk_responder = kiosk_responder(settings, sessions, service_password, rt.broker_ready)
-    rt.writer.start()
-    relay.marker = rt.writer.submit_marks
+    writer.start()
     try:
         async with admin, issuer, relay, rt.kiosk_responder:
             tasks = [

@@ -61,10 +61,6 @@ class Turn:
     """One relay pass on short transactions of its own: read, then mark and commit.
     Used where leadership alone keeps passes apart (one process, a file lock)."""
 
-    # The marks may be committed by any transaction of this process (the relay hands
-    # them to the event writer); a locked turn's must commit in its own.
-    marks_anywhere = True
-
     def __init__(
         self, sessions: sessionmaker[Session], read_sessions: sessionmaker[Session]
     ) -> None:
@@ -87,8 +83,6 @@ class _LockedTurn(Turn):
     """A PostgreSQL pass: one transaction that holds the pass lock from the fetch until
     the marks commit. If the pass fails, the rollback releases the lock and nothing is
     marked: the next pass, in whichever process, publishes those rows again."""
-
-    marks_anywhere = False
 
     def __init__(self, session: Session) -> None:
         self._session = session

@@ -76,9 +76,12 @@ class Relay(BackgroundService):
         max_backoff: float = 5.0,
         ack_timeout: float = 30.0,
         leadership: Leadership | None = None,
+        marker: Callable[[list[int], datetime], Future[Any]] | None = None,
     ) -> None:
         """``leadership``: how relays of several processes agree on one publisher;
-        by default the one that fits the database behind ``sessions``."""
+        by default the one that fits the database behind ``sessions``. ``marker``:
+        commits marks with this process's other writes (``EventWriter.submit_marks``);
+        used where a pass is not a transaction of its own (not on PostgreSQL)."""
         super().__init__()
         self._sessions = sessions
         self._read_sessions = read_sessions or sessions
@@ -97,8 +100,7 @@ class Relay(BackgroundService):
         self._last_published_at: datetime | None = None
         self._last_error: str | None = None
         self._batch: _Batch | None = None  # the pass awaiting PUBACKs
-        # Commits this process's marks with other writes (EventWriter.submit_marks).
-        self.marker: Callable[[list[int], datetime], Future[Any]] | None = None
+        self._marker = marker
         # The previous pass's marks, handed to the writer and not awaited yet, and the
         # largest pk among them. At most one such batch exists at any time.
         self._mark_in_flight: asyncio.Future[Any] | None = None
@@ -224,7 +226,7 @@ class Relay(BackgroundService):
         turn = self._leadership.begin()
         if turn is None:
             return None
-        handed_off = self.marker is not None and turn.marks_anywhere
+        handed_off = self._marker is not None
         try:
             # The previous pass's marks may still be on their way to the writer's next
             # commit: read past them, then wait for them before publishing anything.
@@ -295,9 +297,9 @@ class Relay(BackgroundService):
     def _hand_off(self, pks: list[int], at: datetime) -> bool:
         """Give the marks to the writer's next transaction; the next pass awaits them.
         False if the writer has stopped (the turn then marks on its own)."""
-        assert self.marker is not None
+        assert self._marker is not None
         try:
-            self._mark_in_flight = asyncio.wrap_future(self.marker(pks, at))
+            self._mark_in_flight = asyncio.wrap_future(self._marker(pks, at))
         except WriterClosedError:
             return False
         self._marked_up_to = pks[-1]

@@ -64,8 +64,8 @@ class _Job:
 
 
 class EventWriter:
-    """Writes prepared events in groups on a thread of its own. Start with ``start``
-    (or as a context manager); ``close`` writes what was submitted, then stops."""
+    """Writes prepared events in groups on a thread of its own. Start with ``start``;
+    ``close`` writes what was submitted, then stops."""
 
     def __init__(
         self,
@@ -113,13 +113,6 @@ class EventWriter:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
-
-    def __enter__(self) -> EventWriter:
-        self.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
     @property
     def pending(self) -> int:

@@ -282,8 +282,8 @@ async def _relay_with_a_failing_mark(stack: Stack, clinic: Clinic) -> list[int]:
         password=password,
         batch_size=2,
         poll_interval=0.2,
+        marker=marker,
     )
-    relay.marker = marker
     try:
         events = [
             prepare_event(
