@@ -38,19 +38,33 @@ def get_db(runtime: RuntimeDep, request: Request) -> Iterator[Session]:
 DbSession = Annotated[Session, Depends(get_db)]
 
 
+async def verified(runtime: Runtime, token: str) -> Principal:
+    """The principal of a bearer token: remembered, or verified in a thread (verifying
+    may fetch a JWKS over the network: not on the event loop)."""
+    principal = runtime.verifier.cached(token)
+    if principal is not None:
+        return principal
+    checked: Principal = await run_in_threadpool(runtime.verifier.verify, token)
+    return checked
+
+
+async def principal_from_header(runtime: Runtime, authorization: str) -> Principal:
+    """The caller named by an ``Authorization`` header value, read as ``HTTPBearer``
+    and ``get_principal`` read it, for code that runs outside FastAPI's dependencies."""
+    scheme, _, token = authorization.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise Unauthorized("missing bearer token")
+    return await verified(runtime, token)
+
+
 async def get_principal(
     runtime: RuntimeDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthorized("missing bearer token")
-    token = credentials.credentials
-    principal = runtime.verifier.cached(token)
-    if principal is not None:
-        return principal
-    # Verifying may fetch a JWKS over the network: not on the event loop.
-    verified: Principal = await run_in_threadpool(runtime.verifier.verify, token)
-    return verified
+    return await verified(runtime, credentials.credentials)
 
 
 CurrentUser = Annotated[Principal, Depends(get_principal)]

@@ -8,7 +8,6 @@ from typing import Any
 
 import psycopg
 from fastapi import FastAPI, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy import exc as sa_exc
@@ -94,17 +93,14 @@ async def _unauthorized(request: Request) -> JSONResponse | None:
     dependant = getattr(route, "dependant", None)
     if dependant is None or not _needs_token(dependant):
         return None
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    token = token.strip()  # as HTTPBearer
-    if scheme.lower() != "bearer" or not token:
-        return error_response(
-            401, "unauthorized", "missing bearer token", headers={"WWW-Authenticate": "Bearer"}
-        )
+    from api.deps import principal_from_header  # deps imports this module
+
     try:
-        await run_in_threadpool(request.app.state.runtime.verifier.verify, token)
-    except TokenError as exc:
-        return error_response(401, "unauthorized", str(exc), headers={"WWW-Authenticate": "Bearer"})
+        await principal_from_header(
+            request.app.state.runtime, request.headers.get("authorization", "")
+        )
+    except (Unauthorized, TokenError) as exc:
+        return error_for(exc)
     return None
 
 
@@ -134,26 +130,9 @@ def error_for(exc: Exception) -> JSONResponse | None:
         )
     if isinstance(exc, BrokerUnavailableError):
         log.warning("broker unavailable: %s", exc)
-        return error_response(
-            503,
-            "broker_unavailable",
-            "the message broker is not reachable; retry shortly",
-            headers={"Retry-After": "2"},
-        )
-    if isinstance(exc, WriterOverloadedError):
-        return error_response(
-            503,
-            "overloaded",
-            "too many events are waiting to be written; retry after a moment",
-            headers={"Retry-After": "1"},
-        )
-    if isinstance(exc, WriterClosedError):
-        return error_response(
-            503,
-            "shutting_down",
-            "this api process is stopping; retry",
-            headers={"Retry-After": "1"},
-        )
+    for kind, (code, message, retry_after) in _RETRY_LATER.items():
+        if isinstance(exc, kind):
+            return error_response(503, code, message, headers={"Retry-After": retry_after})
     if isinstance(exc, UnknownPatientsError):
         ids = exc.patient_ids
         message = (
@@ -175,6 +154,22 @@ def error_for(exc: Exception) -> JSONResponse | None:
             headers={"Retry-After": "2"},
         )
     return None
+
+
+# 503s that say when to try again: error code, message, Retry-After seconds.
+_RETRY_LATER: dict[type[Exception], tuple[str, str, str]] = {
+    BrokerUnavailableError: (
+        "broker_unavailable",
+        "the message broker is not reachable; retry shortly",
+        "2",
+    ),
+    WriterOverloadedError: (
+        "overloaded",
+        "too many events are waiting to be written; retry after a moment",
+        "1",
+    ),
+    WriterClosedError: ("shutting_down", "this api process is stopping; retry", "1"),
+}
 
 
 # Handled only when ``database_away`` says so; otherwise a 500 with its traceback.

@@ -17,11 +17,11 @@ import json
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
-from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.errors import Forbidden, Unauthorized, _clean, _malformed, error_for, error_response
+from api.deps import principal_from_header
+from api.errors import Forbidden, _clean, _malformed, error_for, error_response
 from api.limits import route_path
 from api.routers.events import PUBLISHERS, _prepare_all, _published
 from api.runtime import Runtime
@@ -111,15 +111,9 @@ class PublishFastPath:
 
 
 async def _principal(runtime: Runtime, headers: dict[bytes, bytes]) -> Principal:
-    """As ``api.deps.get_principal`` (HTTPBearer, then the verifier)."""
-    scheme, _, token = headers.get(b"authorization", b"").decode("latin-1").partition(" ")
-    token = token.strip()  # as FastAPI's HTTPBearer
-    if scheme.lower() != "bearer" or not token:
-        raise Unauthorized("missing bearer token")
-    principal = runtime.verifier.cached(token)
-    if principal is None:
-        principal = await run_in_threadpool(runtime.verifier.verify, token)
-    return principal
+    return await principal_from_header(
+        runtime, headers.get(b"authorization", b"").decode("latin-1")
+    )
 
 
 async def _read_body(receive: Receive) -> bytes | None:
