@@ -62,7 +62,7 @@ from bench.sessions import (
 from bench.worker import MARK
 from hub.tokens import mint_dev_token
 from hub.topics import event_topic
-from tests.support.stack import Api, Broker, Database
+from tests.support.stack import Api, Broker, Database, api_env
 
 HOST = "127.0.0.1"
 # A catalog event whose data has a free-text field (``reason``) for the send time.
@@ -253,14 +253,7 @@ def start_stack(backend: str, tmp: Path, opts: Options, cleanup: contextlib.Exit
     db = Database(backend, tmp, admin_url=opts.postgres_url)
     cleanup.callback(db.drop)
     secret = secrets.token_urlsafe(32)
-    env = {
-        "HUB_ENV": "development",
-        "HUB_DATA_DIR": str(tmp / "data"),
-        "HUB_DATABASE_URL": db.url,
-        "HUB_MQTT_PORT": str(broker.mqtt_port),
-        "HUB_WS_PORT": str(broker.ws_port),
-        "HUB_JWT_SECRET": secret,
-    }
+    env = api_env(broker, db, secret)
     apis = []
     for n in range(opts.api_processes):
         api = Api(env=env, log_file=tmp / f"api-{n + 1}.log")

@@ -183,6 +183,18 @@ class Api:
         self.proc = None
 
 
+def api_env(broker: Broker, db: Database, jwt_secret: str) -> dict[str, str]:
+    """The settings of an api process on ``broker`` (and its data directory) and ``db``."""
+    return {
+        "HUB_ENV": "development",
+        "HUB_DATA_DIR": str(broker.data_dir),
+        "HUB_DATABASE_URL": db.url,
+        "HUB_MQTT_PORT": str(broker.mqtt_port),
+        "HUB_WS_PORT": str(broker.ws_port),
+        "HUB_JWT_SECRET": jwt_secret,
+    }
+
+
 @dataclass
 class Stack:
     backend: str
@@ -211,12 +223,7 @@ class Stack:
             raise
         jwt_secret = secrets.token_urlsafe(32)
         env = {
-            "HUB_ENV": "development",
-            "HUB_DATA_DIR": str(tmp / "data"),
-            "HUB_DATABASE_URL": db.url,
-            "HUB_MQTT_PORT": str(broker.mqtt_port),
-            "HUB_WS_PORT": str(broker.ws_port),
-            "HUB_JWT_SECRET": jwt_secret,
+            **api_env(broker, db, jwt_secret),
             "HUB_RELAY_POLL_INTERVAL_SECONDS": "0.2",
             **extra_env,
         }
