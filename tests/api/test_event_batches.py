@@ -168,16 +168,6 @@ def writer_check(stack: Stack) -> dict[str, Any]:
     return checks["writer"]
 
 
-def wait_published(stack: Stack) -> None:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        body = httpx.get(stack.api.base_url + "/readyz", timeout=10).json()
-        if body["checks"]["relayLag"]["unpublished"] == 0:
-            return
-        time.sleep(0.05)
-    raise AssertionError("the relay never published everything")
-
-
 def wait_writer(stack: Stack, **expected: Any) -> None:
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
@@ -233,7 +223,7 @@ def test_past_its_bound_the_writer_answers_503_at_once_and_loses_nothing(
         before = clinic.latest_seq()
         # The relay's marks go through the writer on SQLite: let it go idle first, so
         # that the group the lock holds up is this test's.
-        wait_published(stack)
+        stack.wait_published()
         wait_writer(stack, writing=False, pending=0)
         lock = DatabaseWriteLock(stack, clinic.tenant)
         pool = ThreadPoolExecutor(4)

@@ -42,16 +42,6 @@ def _wait_unpublished(stack: Stack, at_least: int) -> None:
     raise AssertionError("the event never showed as unpublished")
 
 
-def _wait_unpublished_below(stack: Stack, limit: int) -> None:
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        body = httpx.get(stack.api.base_url + "/readyz", timeout=5).json()
-        if body["checks"]["relayLag"]["unpublished"] < limit:
-            return
-        time.sleep(0.05)
-    raise AssertionError("the relay never caught up")
-
-
 def test_event_committed_while_broker_is_down_is_delivered_once_after_it_returns(
     private_stack: Stack,
 ) -> None:
@@ -258,7 +248,7 @@ def test_events_the_broker_dropped_from_a_full_queue_are_recovered_by_replay(
         assert latest == start + 6
         # The client comes back after the relay published all six (a 201 comes at
         # commit; the relay publishes a few milliseconds later).
-        _wait_unpublished_below(stack, 1)
+        stack.wait_published()
         back = stack.reconnect(creds)
         try:
             assert back.session_present

@@ -62,17 +62,6 @@ def _checks(stack: Stack) -> dict[str, Any]:
     return checks
 
 
-def _unpublished(stack: Stack) -> int:
-    return int(_checks(stack)["relayLag"]["unpublished"])
-
-
-def _wait_all_published(stack: Stack) -> None:
-    deadline = time.monotonic() + WAIT
-    while (left := _unpublished(stack)) != 0:
-        assert time.monotonic() < deadline, f"{left} events still unpublished"
-        time.sleep(0.1)
-
-
 @contextlib.contextmanager
 def _broker_admin(stack: Stack) -> Iterator[Probe]:
     admin = stack.broker.admin_probe()
@@ -117,7 +106,7 @@ def test_a_refused_publish_is_not_marked_published_and_goes_out_once_allowed(
 ) -> None:
     stack = private_stack
     clinic = Clinic.create(stack)
-    _wait_all_published(stack)  # the clinic's own setup is out of the way
+    stack.wait_published()  # the clinic's own setup is out of the way
     creds = stack.credentials(clinic.front_desk)
     sub = stack.probe(creds, transport="tcp", **SESSION)
     assert not sub.connect().is_failure
@@ -165,7 +154,7 @@ def test_a_refused_publish_is_not_marked_published_and_goes_out_once_allowed(
         sub.wait_event("appointment:created", barrier["id"])
         ids = [first["id"], *(e["id"] for e in _events(sub.drain()))]
         assert ids.count(first["id"]) == 1, ids
-        _wait_all_published(stack)
+        stack.wait_published()
     finally:
         sub.close()
 

@@ -253,6 +253,17 @@ class Stack:
         self.broker.stop()
         self.db.drop()
 
+    def wait_published(self, timeout: float = 20) -> None:
+        """Until the relay published (and marked) every committed row (/readyz)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            body = httpx.get(self.api.base_url + "/readyz", timeout=5).json()
+            left = body["checks"]["relayLag"]["unpublished"]
+            if left == 0:
+                return
+            assert time.monotonic() < deadline, f"{left} rows still unpublished"
+            time.sleep(0.05)
+
     def token(self, tenant: str, user: str, *roles: str, ttl: float = 3600) -> str:
         return mint_dev_token(
             secret=self.jwt_secret,
