@@ -381,11 +381,9 @@ class Relay(BackgroundService):
                     raise aiomqtt.MqttError(
                         f"could not publish: {mqtt_client.error_string(info.rc)}"
                     )
-                if info.mid in batch.early:  # acknowledged before this line ran
-                    batch.early.discard(info.mid)
-                else:
-                    batch.waiting.add(info.mid)
-            batch.sent = True
+                # No PUBACK can be handled before this loop ends: paho reads them only
+                # when the event loop, which this loop holds, calls its loop_read.
+                batch.waiting.add(info.mid)
             if batch.waiting:
                 try:
                     async with asyncio.timeout(self._ack_timeout):
@@ -409,10 +407,8 @@ class Relay(BackgroundService):
             batch.refused.append(reason)
         if mid in batch.waiting:
             batch.waiting.discard(mid)
-            if batch.sent and not batch.waiting and not batch.done.done():
+            if not batch.waiting and not batch.done.done():
                 batch.done.set_result(None)
-        elif not batch.sent:
-            batch.early.add(mid)
 
     def _connection_lost(self, why: str) -> None:
         batch = self._batch
@@ -455,9 +451,7 @@ class _Batch:
 
     done: asyncio.Future[None]
     waiting: set[int] = field(default_factory=set)
-    early: set[int] = field(default_factory=set)
     refused: list[ReasonCode] = field(default_factory=list)
-    sent: bool = False
 
 
 # paho only reads these; one of each serves every message.
