@@ -51,11 +51,13 @@ from pathlib import Path
 from typing import Any
 
 from bench.sessions import (
+    DeadlineReachedError,
     Worker,
     percentile,
     process_cpu_seconds,
     progress,
     raise_fd_limit,
+    run_to_status,
     self_cpu_seconds,
     version,
 )
@@ -76,10 +78,6 @@ SETTLE_QUIET_S = 15.0  # stop waiting for deliveries after this long without one
 MAX_RETRIES = 20  # closed loop: 503 answers retried per request
 MAX_RETRY_WAIT_S = 10.0
 SETUP_CONCURRENCY = 4  # SQLite serialises writers: more only lengthens lock waits
-
-
-class DeadlineReachedError(Exception):
-    """The overall time budget ran out; the rows measured so far are printed."""
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -1051,20 +1049,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     raise_fd_limit()
     print(header(opts), flush=True)
     report = Report()
-    status = 0
     stop_at = time.monotonic() + opts.deadline_s
-    try:
+
+    def run() -> None:
         for backend in opts.backends:
             run_backend(backend, opts, report, stop_at)
-    except DeadlineReachedError as exc:
-        print(f"stopped: {exc}", file=sys.stderr)
-        status = 3
-    except (KeyboardInterrupt, asyncio.CancelledError):
-        print("interrupted", file=sys.stderr)
-        status = 130
-    except Exception as exc:
-        print(f"failed: {exc!r}", file=sys.stderr)
-        status = 1
+
+    status = run_to_status(run)
     print("\n" + LEGEND)
     for note in report.notes:
         print(f"# note: {note}")

@@ -87,6 +87,24 @@ class DeadlineReachedError(Exception):
     """The overall time budget ran out; what was measured so far is printed."""
 
 
+def run_to_status(run: Callable[[], object]) -> int:
+    """Run a benchmark's measuring part; its exit status (0, 3 cut short by the deadline,
+    130 interrupted, 1 failed), with the reason on stderr. Callers print their tables
+    either way."""
+    try:
+        run()
+    except DeadlineReachedError as exc:
+        print(f"stopped: {exc}", file=sys.stderr)
+        return 3
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        print(f"failed: {exc!r}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def percentile(values: Sequence[float], q: float) -> float:
     """Nearest-rank percentile; NaN for no values."""
     if not values:
@@ -1072,20 +1090,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"the fd limit ({fds}) is too low for {opts.sessions} sessions", file=sys.stderr)
         return 1
     report = Report()
-    status = 0
     started = datetime.now(UTC)
     with tempfile.TemporaryDirectory(prefix="hub-bench-") as tmp:
-        try:
-            asyncio.run(run_bench(opts, Path(tmp), report))
-        except DeadlineReachedError as exc:
-            print(f"stopped: {exc}", file=sys.stderr)
-            status = 3
-        except (KeyboardInterrupt, asyncio.CancelledError):
-            print("interrupted", file=sys.stderr)
-            status = 130
-        except Exception as exc:
-            print(f"failed: {exc!r}", file=sys.stderr)
-            status = 1
+        status = run_to_status(lambda: asyncio.run(run_bench(opts, Path(tmp), report)))
     if opts.dump is not None:
         dump = [
             {"design": s.design, "sessions": s.connected, "marks": s.marks, "samples": s.samples}
