@@ -313,3 +313,30 @@ class KioskAnswer(Base):
     outcome: Mapped[str] = mapped_column(String(24), nullable=False)
     appointment_id: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+
+
+class Partner(Base):
+    """An integration partner of a tenant (docs/architecture.md, "Partners"): the event
+    types it was granted and its secrets, kept as SHA-256 digests. After a rotation the
+    previous secret works until ``previous_secret_expires_at``. A removed partner keeps
+    its row (the audit names it) and its id is not given out again."""
+
+    __tablename__ = "partners"
+    __table_args__ = (
+        Index("ix_partners_secret", "secret_hash", unique=True),
+        Index("ix_partners_previous_secret", "previous_secret_hash", unique=True),
+    )
+
+    tenant: Mapped[str] = mapped_column(String(40), primary_key=True)
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), nullable=False)
+    # The normalized grant: catalog types and "entity:*" entries (hub.grants).
+    event_types: Mapped[list[str]] = mapped_column(JSON, nullable=False)
+    created_by: Mapped[str] = mapped_column(String(64), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    secret_hash: Mapped[str | None] = mapped_column(String(64))
+    secret_created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    previous_secret_hash: Mapped[str | None] = mapped_column(String(64))
+    previous_secret_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -108,3 +108,11 @@ def kiosk_responses_topic(tenant: str, kiosk_id: str) -> Topic:
 
 # Every kiosk's requests, across tenants: what the hub's responder subscribes to.
 KIOSK_REQUESTS_FILTER = "tenants/+/kiosks/+/requests"
+
+
+def event_type_filter(tenant: str, entity: str, action: str | None) -> str:
+    """The events of one type (``claim:denied``), or of every type of an entity
+    (``claim:*``, action None), for any patient of the tenant. Snapshots, one level
+    shorter, never match."""
+    last = "+" if action is None else _segment(action, "action")
+    return f"{tenant_prefix(tenant)}patients/+/{_segment(entity, 'entity')}/+/{last}"

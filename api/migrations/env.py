@@ -6,6 +6,7 @@ from alembic import context
 from sqlalchemy import pool
 
 import api.models  # noqa: F401 - registers the domain tables
+import hub.audit
 import hub.credentials
 import hub.outbox  # noqa: F401 - registers events and tenant_sequences
 from hub.db import Base, make_engine
