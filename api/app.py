@@ -26,6 +26,7 @@ from api.routers import (
     health,
     kiosks,
     notifications,
+    partners,
     patients,
     payments,
     prior_auths,
@@ -90,6 +91,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         prior_auths,
         directory,
         kiosks,
+        partners,
     ):
         app.include_router(router.router)
     if settings.development:

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterator
-from typing import Annotated
+from dataclasses import dataclass
+from typing import Annotated, Literal
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from api.domain.partners import granted
 from api.errors import Forbidden, Unauthorized
 from api.runtime import Runtime
+from hub.broker_tokens import is_access_token
+from hub.grants import granted_types
 from hub.tokens import Principal
 
 _bearer = HTTPBearer(auto_error=False)
@@ -68,6 +72,46 @@ async def get_principal(
 
 
 CurrentUser = Annotated[Principal, Depends(get_principal)]
+
+
+@dataclass(frozen=True, slots=True)
+class EventReader:
+    """Who reads events: a signed-in user (every type of the tenant) or a partner
+    holding an access token (only the types granted to it, read at each request)."""
+
+    tenant: str
+    sub: str
+    kind: Literal["user", "partner"]
+    allowed_types: frozenset[str] | None  # None: every type
+
+
+async def get_event_reader(
+    runtime: RuntimeDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> EventReader:
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise Unauthorized("missing bearer token")
+    token = credentials.credentials
+    if not is_access_token(token):
+        user = await verified(runtime, token)
+        return EventReader(user.tenant, user.sub, "user", None)
+
+    def check() -> list[str] | None:
+        claims = runtime.access_verifier.verify(token)
+        with runtime.read_sessions() as session:
+            grant = granted(session, claims.tenant, claims.sub)
+        if grant is None:
+            return None
+        return [claims.tenant, claims.sub, *grant]
+
+    found = await run_in_threadpool(check)
+    if found is None:
+        raise Unauthorized("the partner was removed")
+    tenant, sub, *grant = found
+    return EventReader(tenant, sub, "partner", granted_types(grant))
+
+
+Reader = Annotated[EventReader, Depends(get_event_reader)]
 
 
 def require_roles(*roles: str) -> Callable[[Principal], Awaitable[Principal]]:

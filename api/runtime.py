@@ -23,7 +23,7 @@ from api.kiosk_responder import KioskResponder
 from api.models import Patient
 from api.settings import Settings
 from hub.broker_admin import DynsecAdmin
-from hub.broker_tokens import KeyRing, TokenSigner
+from hub.broker_tokens import AccessTokenVerifier, KeyRing, TokenSigner
 from hub.credentials import CredentialIssuer
 from hub.db import driver_cursor, make_engine, make_sessionmaker, placeholder, utcnow
 from hub.mosquitto import ADMIN_ROLE, SERVICE_ROLE, BrokerLayout
@@ -45,6 +45,9 @@ class Runtime:
     admin: DynsecAdmin
     issuer: CredentialIssuer
     keys: KeyRing
+    # Partners' access tokens for GET /events: signed and verified with the broker keys.
+    signer: TokenSigner
+    access_verifier: AccessTokenVerifier
     relay: Relay
     writer: EventWriter
     broker_ready: asyncio.Event
@@ -292,9 +295,10 @@ async def running(settings: Settings) -> AsyncIterator[Runtime]:
     )
     keys = key_ring(settings)
     keys.write_jwks(settings.resolved_jwks_file)
+    signer = TokenSigner(keys, issuer=settings.broker_token_issuer)
     issuer = CredentialIssuer(
         admin=admin,
-        signer=TokenSigner(keys, issuer=settings.broker_token_issuer),
+        signer=signer,
         sessions=sessions,
         ttl=timedelta(seconds=settings.session_ttl_seconds),
         max_sessions_per_user=settings.max_sessions_per_user,
@@ -322,6 +326,8 @@ async def running(settings: Settings) -> AsyncIterator[Runtime]:
         admin=admin,
         issuer=issuer,
         keys=keys,
+        signer=signer,
+        access_verifier=AccessTokenVerifier(keys, issuer=settings.broker_token_issuer),
         relay=relay,
         writer=writer,
         broker_ready=asyncio.Event(),

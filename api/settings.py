@@ -97,6 +97,10 @@ class Settings(BaseSettings):
     # its own); more wrong codes get 429. A valid code always enrolls.
     kiosk_auth_max_failures: int = Field(default=10, ge=1, le=10000)
 
+    # Integration partners (docs/architecture.md, "Partners"): the lifetime of their
+    # broker credentials and access tokens; the client renews them before they end.
+    partner_credentials_ttl_seconds: int = Field(default=3600, ge=30, le=86400)
+
     @field_validator(
         "database_url",
         "public_ws_url",

@@ -29,6 +29,7 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from hub.errors import TokenError
 from hub.topics import (
     kiosk_requests_topic,
     kiosk_responses_topic,
@@ -315,6 +316,10 @@ class TokenSigner:
     def issuer(self) -> str:
         return self._issuer
 
+    @property
+    def ring(self) -> KeyRing:
+        return self._ring
+
     def sign(
         self,
         *,
@@ -364,4 +369,129 @@ class TokenSigner:
             jti=jti,
             issued_at=datetime.fromtimestamp(iat, UTC),
             expires_at=datetime.fromtimestamp(claims["exp"], UTC),
+        )
+
+
+# Access tokens: what a partner shows ``GET /events``. Signed by the same keys as broker
+# tokens but for another audience, so neither is accepted where the other belongs.
+ACCESS_AUDIENCE = "hub-events"
+
+
+@dataclass(frozen=True, slots=True)
+class AccessClaims:
+    sub: str
+    tenant: str
+    kind: Kind
+    jti: str
+    expires_at: datetime
+
+
+def sign_access_token(
+    signer: TokenSigner,
+    *,
+    kind: Kind,
+    tenant: str,
+    sub: str,
+    expires_at: datetime,
+    now: datetime | None = None,
+) -> BrokerToken:
+    """An access token for the hub's HTTP api (``GET /events``), as long-lived as the
+    broker credentials it comes with."""
+    validate_tenant(tenant)
+    now = now or datetime.now(UTC)
+    iat = int(now.timestamp())
+    if int(expires_at.timestamp()) <= iat:
+        raise ValueError("the token would already be expired")
+    jti = secrets.token_urlsafe(12)
+    exp = int(expires_at.timestamp())
+    claims = {
+        "iss": signer.issuer,
+        "aud": ACCESS_AUDIENCE,
+        "sub": sub,
+        "tenant": tenant,
+        "kind": kind,
+        "jti": jti,
+        "iat": iat,
+        "nbf": iat,
+        "exp": exp,
+    }
+    key = signer.ring.active
+    token = jwt.encode(
+        claims, key.private_key, algorithm=ALGORITHM, headers={"kid": key.kid, "typ": "JWT"}
+    )
+    return BrokerToken(
+        token=token,
+        jti=jti,
+        issued_at=datetime.fromtimestamp(iat, UTC),
+        expires_at=datetime.fromtimestamp(exp, UTC),
+    )
+
+
+def is_access_token(token: str) -> bool:
+    """Whether ``token`` claims to be one of our access tokens (not verified: only
+    which verifier to use)."""
+    try:
+        claims = jwt.decode(token, options={"verify_signature": False})
+    except jwt.PyJWTError:
+        return False
+    return claims.get("aud") == ACCESS_AUDIENCE
+
+
+class AccessTokenVerifier:
+    """Verifies access tokens against the key ring's public keys: ES256 only, our
+    issuer and audience, ``exp`` required."""
+
+    # A kid this process does not know yet may come from a key another process just
+    # made: look at the directory again, but not more often than this.
+    RELOAD_SECONDS = 5.0
+
+    def __init__(self, ring: KeyRing, *, issuer: str) -> None:
+        self._ring = ring
+        self._issuer = issuer
+        self._reloaded = 0.0
+
+    def _key(self, kid: object) -> ec.EllipticCurvePublicKey | None:
+        for key in self._ring.keys:
+            if key.kid == kid:
+                return key.private_key.public_key()
+        if time.monotonic() - self._reloaded > self.RELOAD_SECONDS:
+            self._reloaded = time.monotonic()
+            self._ring.reload()
+            for key in self._ring.keys:
+                if key.kid == kid:
+                    return key.private_key.public_key()
+        return None
+
+    def verify(self, token: str) -> AccessClaims:
+        """The claims of a valid access token; ``TokenError`` otherwise."""
+        try:
+            header = jwt.get_unverified_header(token)
+            key = self._key(header.get("kid"))
+            if key is None:
+                raise TokenError("invalid token: unknown key")
+            claims = jwt.decode(
+                token,
+                key,
+                algorithms=[ALGORITHM],
+                issuer=self._issuer,
+                audience=ACCESS_AUDIENCE,
+                options={"require": ["exp", "sub", "iss", "aud", "jti"]},
+            )
+        except jwt.ExpiredSignatureError:
+            raise TokenError("token expired") from None
+        except jwt.PyJWTError as exc:
+            raise TokenError(f"invalid token: {exc}") from None
+        sub, tenant, kind = claims.get("sub"), claims.get("tenant"), claims.get("kind")
+        if not isinstance(sub, str) or not isinstance(tenant, str) or kind != "partner":
+            raise TokenError("invalid token: bad claims")
+        try:
+            validate_tenant(tenant)
+        except ValueError:
+            raise TokenError("invalid token: bad 'tenant' claim") from None
+        return AccessClaims(
+            sub=sub,
+            tenant=tenant,
+            kind="partner",
+            jti=str(claims["jti"]),
+            expires_at=datetime.fromtimestamp(int(claims["exp"]), UTC),
         )

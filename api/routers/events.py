@@ -7,8 +7,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import CurrentUser, DbSession, RuntimeDep, ServiceOrAdmin
-from api.errors import ApiError, Gone, Invalid
+from api.deps import CurrentUser, DbSession, Reader, RuntimeDep, ServiceOrAdmin
+from api.errors import ApiError, Forbidden, Gone, Invalid
 from api.runtime import Runtime, known_patients
 from api.schemas import EventPage, PublishBatch, PublishedBatch, PublishedEvent, PublishEvent
 from hub.catalog import CATALOG, catalog_json_schema
@@ -24,7 +24,7 @@ PUBLISHERS = ("service", "admin")
 
 @router.get("", response_model=EventPage)
 def get_events(
-    user: CurrentUser,
+    user: Reader,
     db: DbSession,
     request: Request,
     after: Annotated[int, Query(ge=0)] = 0,
@@ -35,12 +35,18 @@ def get_events(
     patient_id: Annotated[str | None, Query(alias="patientId", max_length=64)] = None,
 ) -> EventPage:
     """The tenant's events with ``seq > after``, oldest first. 410 when events after
-    ``after`` were already pruned: the client must refetch its view."""
+    ``after`` were already pruned: the client must refetch its view. A partner reads
+    only the types granted to it (seqs then have holes)."""
     max_limit: int = request.app.state.runtime.settings.replay_max_limit
     type_list = [t.strip() for t in types.split(",") if t.strip()] if types else None
     unknown = [t for t in type_list or [] if t not in CATALOG]
     if unknown:
         raise Invalid(f"unknown event types: {', '.join(unknown)}")
+    if user.allowed_types is not None:
+        refused = [t for t in type_list or [] if t not in user.allowed_types]
+        if refused:
+            raise Forbidden(f"event types not granted to this partner: {', '.join(refused)}")
+        type_list = type_list or sorted(user.allowed_types)
     page = replay(
         db,
         user.tenant,
