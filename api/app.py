@@ -17,6 +17,7 @@ from api.fastpath import PublishFastPath
 from api.limits import BodySizeLimit
 from api.routers import (
     appointments,
+    audit,
     biopsies,
     claims,
     dev,
@@ -90,6 +91,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         prior_auths,
         directory,
         kiosks,
+        audit,
     ):
         app.include_router(router.router)
     if settings.development:

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query, Request
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import CurrentUser, DbSession, RuntimeDep, ServiceOrAdmin
+from api.domain.audit import audit_replay
 from api.errors import ApiError, Gone, Invalid
 from api.runtime import Runtime, known_patients
 from api.schemas import EventPage, PublishBatch, PublishedBatch, PublishedEvent, PublishEvent
@@ -61,6 +62,15 @@ def get_events(
             "refetch the view and resume from latestSeq",
             details=[{"oldestSeq": oldest_kept, "latestSeq": page.latest_seq}],
         )
+    audit_replay(
+        request.app.state.runtime.sessions,
+        tenant=user.tenant,
+        actor=user.sub,
+        after=after,
+        types=type_list,
+        patient_filtered=patient_id is not None,
+        events=page.events,
+    )
     return EventPage(events=page.events, latest_seq=page.latest_seq)
 
 
