@@ -316,3 +316,17 @@ def test_retention_prunes_only_rows_older_than_the_setting(stack: Stack) -> None
         assert left == ["2189"]
     finally:
         engine.dispose()
+
+
+def test_a_session_pushed_out_by_the_session_limit_is_audited(clinic: Clinic) -> None:
+    issued = [clinic.stack.credentials(clinic.provider)["clientId"] for _ in range(9)]
+    (revoked,) = entries(clinic, kind="session.revoked")
+    # The oldest of the user's live sessions, revoked by the user's ninth.
+    assert (revoked["actor"], revoked["actorKind"], revoked["subject"]) == (
+        "dr-1",
+        "user",
+        issued[0],
+    )
+    assert revoked["details"]["reason"] == "session_limit"
+    kinds = [e["kind"] for e in entries(clinic, kind="session")]
+    assert kinds == ["session.issued"] * 9 + ["session.revoked"]
