@@ -85,9 +85,15 @@ def test_kiosk_registration_enrollment_credentials_and_disable_are_audited(
     assert rows[0]["details"] == {"locationId": clinic.location_id}
     assert rows[2]["details"]["credentialKind"] == "kiosk"
     assert rows[5]["details"]["credentialKind"] == "kiosk"
-    # Disabling again changes nothing and records nothing.
-    assert clinic.stack.http(clinic.admin).delete(f"/kiosks/{kiosk.id}").status_code == 204
-    assert len(entries(clinic, kind="kiosk,session")) == len(rows)
+    # Disabling again changes nothing and records nothing; refused changes record nothing.
+    http = clinic.stack.http(clinic.admin)
+    assert http.delete(f"/kiosks/{kiosk.id}").status_code == 204
+    assert http.delete("/kiosks/k-nowhere").status_code == 404
+    again = {"id": kiosk.id, "name": "Again", "locationId": clinic.location_id}
+    assert http.post("/kiosks", json=again).status_code == 409
+    assert clinic.stack.http(kiosk.secret).post("/kiosks/credentials").status_code == 401
+    assert http.delete(f"/realtime/credentials/{first['clientId']}").status_code == 404
+    assert len(entries(clinic)) == len(rows)
 
 
 def test_check_in_attempts_are_audited_without_what_the_patient_typed(clinic: Clinic) -> None:
