@@ -45,11 +45,16 @@ def audit_replay(
     types: Sequence[str] | None,
     patient_filtered: bool,
     events: Sequence[dict[str, Any]],
+    read: Session | None = None,
 ) -> None:
     """Record one replay page that is about to be answered: who asked, what for, and
     which seqs it got. Its own small write transaction (the page was read in a
     read-only one); a failure here fails the request, so no page goes unrecorded.
-    Blocking: call it from a thread."""
+    ``read``, the request's read session, ends its transaction first: its connection
+    goes back to the pool before this one is taken, so a request never holds two (the
+    pool has one per thread). Blocking: call it from a thread."""
+    if read is not None:
+        read.rollback()
     seqs = [int(e["seq"]) for e in events]
     with sessions.begin() as session:
         record_audit(

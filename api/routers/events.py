@@ -70,6 +70,7 @@ def get_events(
         types=type_list,
         patient_filtered=patient_id is not None,
         events=page.events,
+        read=db,
     )
     return EventPage(events=page.events, latest_seq=page.latest_seq)
 
