@@ -17,6 +17,7 @@ from api.fastpath import PublishFastPath
 from api.limits import BodySizeLimit
 from api.routers import (
     appointments,
+    audit,
     biopsies,
     claims,
     dev,
@@ -92,6 +93,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         directory,
         kiosks,
         partners,
+        audit,
     ):
         app.include_router(router.router)
     if settings.development:

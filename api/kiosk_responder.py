@@ -282,7 +282,11 @@ class KioskResponder(BackgroundService):
                 return None
             parsed = kiosks.parse_request(request.payload)
             if parsed is None:
-                return kiosks.Answer(dict(kiosks.INVALID))  # nothing is written
+                # No answer row (a valid request may reuse the correlation data) and
+                # no failure towards the lock-out: only the attempt's audit row.
+                kiosks.audit_checkin(session, request.tenant, request.kiosk_id, "invalid", None)
+                session.commit()
+                return kiosks.Answer(dict(kiosks.INVALID))
             return kiosks.check_in(
                 session,
                 self._clinic,

@@ -22,6 +22,7 @@ from api.domain.notifications import AlertPolicy, any_due, process_due
 from api.kiosk_responder import KioskResponder
 from api.models import Patient
 from api.settings import Settings
+from hub.audit import prune_audit
 from hub.broker_admin import DynsecAdmin
 from hub.broker_tokens import AccessTokenVerifier, KeyRing, TokenSigner
 from hub.credentials import CredentialIssuer
@@ -193,27 +194,31 @@ async def _remove_dynsec_sessions(admin: DynsecAdmin) -> None:
 
 async def _prune_loop(rt: Runtime) -> None:
     keep = timedelta(days=rt.settings.replay_retention_days)
+    keep_audit = timedelta(days=rt.settings.audit_retention_days)
 
-    def prune() -> tuple[int, int]:
+    def prune() -> tuple[int, int, int]:
         with rt.sessions.begin() as session:
             removed = prune_published(session, keep)
         with rt.sessions.begin() as session:
             answers = prune_answers(session)
-        return removed, answers
+        with rt.sessions.begin() as session:
+            audited = prune_audit(session, keep_audit)
+        return removed, answers, audited
 
     while True:
         try:
             if not rt.relay.leading:  # the active relay's process prunes for everyone
                 await asyncio.sleep(60)
                 continue
-            removed, answers = await anyio.to_thread.run_sync(prune)
+            removed, answers, audited = await anyio.to_thread.run_sync(prune)
             forgotten = await rt.issuer.prune(keep)
-            if removed or forgotten or answers:
+            if removed or forgotten or answers or audited:
                 log.info(
-                    "pruned %d events, %d ended sessions and %d kiosk answers",
+                    "pruned %d events, %d ended sessions, %d kiosk answers and %d audit rows",
                     removed,
                     forgotten,
                     answers,
+                    audited,
                 )
         except Exception:
             log.warning("pruning failed", exc_info=True)

@@ -62,6 +62,8 @@ class Settings(BaseSettings):
     broker_auth_plugin: str | None = None  # hub_auth.so for `hub up`; built in the repo
     relay_poll_interval_seconds: float = Field(default=1.0, gt=0)
     replay_retention_days: int = Field(default=30, ge=1)
+    # Audit rows outlive events: six years by default (contract, section 12).
+    audit_retention_days: int = Field(default=2190, ge=1)
     replay_max_limit: int = Field(default=1000, ge=1)
     max_body_bytes: int = Field(default=65536, ge=1024)
     # POST /events/batch carries up to 500 events.

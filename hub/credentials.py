@@ -24,14 +24,19 @@ import anyio.to_thread
 from sqlalchemy import Index, Integer, String, delete, select
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
+from hub.audit import ActorKind, record_audit
 from hub.broker_admin import BrokerAdmin, Revocation
 from hub.broker_tokens import AclRule, Kind, TokenSigner, session_acl
 from hub.db import Base, UTCDateTime, utcnow
+from hub.envelope import iso_utc
 from hub.errors import BrokerUnavailableError, HubError
 from hub.service import BackgroundService, wait_event
 
 log = logging.getLogger("hub.credentials")
 T = TypeVar("T")
+
+# Who a credential is for, as the audit trail names them.
+_ACTOR_KINDS: dict[str, ActorKind] = {"session": "user", "kiosk": "kiosk", "partner": "partner"}
 
 
 class BrokerSession(Base):
@@ -181,6 +186,15 @@ class CredentialIssuer(BackgroundService):
                     row.expires_at = max(row.expires_at, token.expires_at)
                 row.jti = token.jti
                 row.ttl_seconds = int(lifetime.total_seconds())
+            _audit(
+                session,
+                "session.issued",
+                tenant,
+                client_id,
+                kind,
+                token.expires_at,
+                actor=(user_id, _ACTOR_KINDS[kind]),
+            )
             if kind != "session":
                 return []
             live = session.scalars(
@@ -197,6 +211,17 @@ class CredentialIssuer(BackgroundService):
             surplus = [s for s in live if s.client_id != client_id][self._max_per_user - 1 :]
             for s in surplus:
                 s.revoked_at = now
+                # Pushed out by this user's newest session (max_sessions_per_user).
+                _audit(
+                    session,
+                    "session.revoked",
+                    tenant,
+                    s.client_id,
+                    s.kind,
+                    s.expires_at,
+                    actor=(user_id, "user"),
+                    reason="session_limit",
+                )
             return [_revocation(s) for s in surplus]
 
         evicted = await self._db(record)
@@ -251,17 +276,35 @@ class CredentialIssuer(BackgroundService):
             # and a revocation must last as long as the longest.
             row.expires_at = max(row.expires_at, token.expires_at)
             row.jti = token.jti
+            _audit(
+                session,
+                "session.renewed",
+                tenant,
+                client_id,
+                kind,
+                token.expires_at,
+                actor=(user_id, _ACTOR_KINDS[kind]),
+            )
             return IssuedCredentials(
                 client_id, row.username, token.token, token.expires_at, token.jti
             )
 
         return await self._db(extend)
 
-    async def revoke(self, *, tenant: str, client_id: str, user_id: str | None = None) -> None:
+    async def revoke(
+        self,
+        *,
+        tenant: str,
+        client_id: str,
+        user_id: str | None = None,
+        by: tuple[str, ActorKind] | None = None,
+    ) -> None:
         """Revoke a session now: the broker closes its connection and refuses its
         tokens. ``user_id`` limits the revocation to that user's own sessions. The
         revocation is committed first; if the broker does not confirm it, it is sent
-        again until it does."""
+        again until it does. ``by`` names who revoked it in the audit trail (by
+        default ``user_id``, else the hub)."""
+        actor = by or ((user_id, "user") if user_id is not None else _HUB)
         now = self._clock()
 
         def mark(session: Session) -> Revocation:
@@ -277,13 +320,24 @@ class CredentialIssuer(BackgroundService):
             if row is None:
                 raise SessionNotFoundError(client_id)
             row.revoked_at = now
+            _audit(
+                session, "session.revoked", tenant, client_id, row.kind, row.expires_at, actor=actor
+            )
             return _revocation(row)
 
         await self._send([await self._db(mark)])
 
-    async def revoke_client_ids(self, tenant: str, client_ids: Sequence[str]) -> int:
+    async def revoke_client_ids(
+        self,
+        tenant: str,
+        client_ids: Sequence[str],
+        *,
+        by: tuple[str, ActorKind] | None = None,
+    ) -> int:
         """Revoke every live credential of these client ids (a kiosk or partner that
-        is disabled); returns how many were live."""
+        is disabled); returns how many were live. ``by`` names who revoked them in
+        the audit trail (by default the hub)."""
+        actor = by or _HUB
         now = self._clock()
 
         def mark(session: Session) -> list[Revocation]:
@@ -297,6 +351,15 @@ class CredentialIssuer(BackgroundService):
             ).all()
             for row in rows:
                 row.revoked_at = now
+                _audit(
+                    session,
+                    "session.revoked",
+                    tenant,
+                    row.client_id,
+                    row.kind,
+                    row.expires_at,
+                    actor=actor,
+                )
             return [_revocation(r) for r in rows]
 
         revocations = await self._db(mark)
@@ -353,6 +416,35 @@ class CredentialIssuer(BackgroundService):
                     await asyncio.sleep(1.0)
                     continue
             await wait_event(self._resync, 0.5)
+
+
+_HUB: tuple[str, ActorKind] = ("hub", "hub")
+
+
+def _audit(
+    session: Session,
+    kind: str,
+    tenant: str,
+    client_id: str,
+    credential_kind: str,
+    expires_at: datetime,
+    *,
+    actor: tuple[str, ActorKind],
+    reason: str | None = None,
+) -> None:
+    """One audit row for a credential, in the transaction that changes it."""
+    details = {"credentialKind": credential_kind, "expiresAt": iso_utc(expires_at)}
+    if reason is not None:
+        details["reason"] = reason
+    record_audit(
+        session,
+        tenant=tenant,
+        actor=actor[0],
+        actor_kind=actor[1],
+        kind=kind,
+        subject=client_id,
+        details=details,
+    )
 
 
 def _revocation(row: BrokerSession) -> Revocation:

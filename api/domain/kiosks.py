@@ -30,6 +30,7 @@ from api.domain.common import get_row, staff_with_role
 from api.domain.notifications import notification_json
 from api.errors import Conflict, NotFound
 from api.models import Appointment, Kiosk, KioskAnswer, Location, Notification, Patient, Staff
+from hub.audit import record_audit
 from hub.credentials import BrokerSession
 from hub.db import utcnow
 from hub.envelope import iso_utc
@@ -123,6 +124,15 @@ def register(
         enrollment_expires_at=now + ENROLLMENT_TTL,
     )
     session.add(kiosk)
+    record_audit(
+        session,
+        tenant=tenant,
+        actor=actor,
+        actor_kind="user",
+        kind="kiosk.registered",
+        subject=kiosk_id,
+        details={"locationId": location_id},
+    )
     session.commit()
     return kiosk, code
 
@@ -131,12 +141,21 @@ def list_kiosks(session: Session, tenant: str) -> list[Kiosk]:
     return list(session.scalars(select(Kiosk).where(Kiosk.tenant == tenant).order_by(Kiosk.id)))
 
 
-def disable(session: Session, *, tenant: str, kiosk_id: str) -> Kiosk:
+def disable(session: Session, *, tenant: str, kiosk_id: str, actor: str = "hub") -> Kiosk:
+    """Disable a kiosk (again is fine); ``actor``, a user id, is named in the audit trail."""
     kiosk = session.get(Kiosk, (tenant, kiosk_id), with_for_update=True, populate_existing=True)
     if kiosk is None:
         raise NotFound(f"kiosk {kiosk_id} not found")
     if kiosk.disabled_at is None:
         kiosk.disabled_at = utcnow()
+        record_audit(
+            session,
+            tenant=tenant,
+            actor=actor,
+            actor_kind="hub" if actor == "hub" else "user",
+            kind="kiosk.disabled",
+            subject=kiosk_id,
+        )
     # An unused code stops working too.
     kiosk.enrollment_code_hash = None
     session.commit()
@@ -165,6 +184,15 @@ def enroll(session: Session, code: str) -> tuple[Kiosk, str] | None:
     kiosk.enrollment_expires_at = None
     kiosk.enrolled_at = now
     kiosk.secret_hash = digest(secret)
+    # The code is the proof: the kiosk enrolls itself.
+    record_audit(
+        session,
+        tenant=kiosk.tenant,
+        actor=kiosk.id,
+        actor_kind="kiosk",
+        kind="kiosk.enrolled",
+        subject=kiosk.id,
+    )
     session.commit()
     return kiosk, secret
 
@@ -399,6 +427,25 @@ def _stored_answer(session: Session, row: KioskAnswer) -> Answer:
     return Answer(_failure(row.outcome), repeated=True)
 
 
+def audit_checkin(
+    session: Session, tenant: str, kiosk_id: str, outcome: str, appointment_id: str | None
+) -> None:
+    """The audit row of one check-in attempt: its outcome and, for an ``ok``, the
+    appointment. Never what was typed."""
+    details: dict[str, Any] = {"outcome": outcome}
+    if appointment_id is not None:
+        details["appointmentId"] = appointment_id
+    record_audit(
+        session,
+        tenant=tenant,
+        actor=kiosk_id,
+        actor_kind="kiosk",
+        kind="kiosk.checkin",
+        subject=kiosk_id,
+        details=details,
+    )
+
+
 def enabled_kiosk(session: Session, tenant: str, kiosk_id: str) -> Kiosk | None:
     kiosk = session.get(Kiosk, (tenant, kiosk_id))
     if kiosk is None or kiosk.disabled_at is not None or kiosk.secret_hash is None:
@@ -447,6 +494,7 @@ def check_in(
         if appt is not None:
             body = _ok_body(session, appt)
     outcome = "ok" if body["ok"] else body["reason"]
+    audit_checkin(session, tenant, kiosk_id, outcome, appt.id if appt is not None else None)
     session.add(
         KioskAnswer(
             tenant=tenant,
@@ -472,6 +520,19 @@ def check_in(
         if (failures or 0) >= limit.max_failures:
             kiosk.locked_until = now + limit.lockout
             notified = _notify_locked(session, kiosk, now)
+            record_audit(
+                session,
+                tenant=tenant,
+                actor="hub",
+                actor_kind="hub",
+                kind="kiosk.locked",
+                subject=kiosk_id,
+                details={
+                    "failures": failures,
+                    "lockedUntil": iso_utc(kiosk.locked_until),
+                    "notified": notified,
+                },
+            )
             log.warning("kiosk %s/%s locked; %d user(s) notified", tenant, kiosk_id, notified)
     try:
         if appt is not None:

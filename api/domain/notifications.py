@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 from api.domain.common import staff_with_role
 from api.errors import NotFound
 from api.models import Biopsy, Notification, Patient, Staff
+from hub.audit import record_audit
 from hub.catalog import BiopsyEscalatedData
 from hub.db import utcnow
 from hub.envelope import iso_utc
@@ -177,6 +178,16 @@ def acknowledge(
         ).all()
         for child in children:
             _acknowledge(session, child, user_id, now)
+        # Ids and the kind only: a title or body can name a patient or a diagnosis.
+        record_audit(
+            session,
+            tenant=tenant,
+            actor=user_id,
+            actor_kind="user",
+            kind="notification.acknowledged",
+            subject=n.id,
+            details={"kind": n.kind},
+        )
         session.commit()
     return n
 

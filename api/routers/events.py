@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query, Request
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import CurrentUser, DbSession, Reader, RuntimeDep, ServiceOrAdmin
+from api.domain.audit import audit_replay
 from api.errors import ApiError, Forbidden, Gone, Invalid
 from api.runtime import Runtime, known_patients
 from api.schemas import EventPage, PublishBatch, PublishedBatch, PublishedEvent, PublishEvent
@@ -67,6 +68,17 @@ def get_events(
             "refetch the view and resume from latestSeq",
             details=[{"oldestSeq": oldest_kept, "latestSeq": page.latest_seq}],
         )
+    audit_replay(
+        request.app.state.runtime.sessions,
+        tenant=user.tenant,
+        actor=user.sub,
+        actor_kind=user.kind,
+        after=after,
+        types=type_list,
+        patient_filtered=patient_id is not None,
+        events=page.events,
+        read=db,
+    )
     return EventPage(events=page.events, latest_seq=page.latest_seq)
 
 

@@ -128,10 +128,10 @@ async def disable(kiosk_id: str, user: Admin, db: DbSession, runtime: RuntimeDep
     """Disable a kiosk: its secret is refused from now on, and the broker closes its
     connection (a revocation of its client id)."""
     await anyio.to_thread.run_sync(
-        lambda: kiosks.disable(db, tenant=user.tenant, kiosk_id=kiosk_id)
+        lambda: kiosks.disable(db, tenant=user.tenant, kiosk_id=kiosk_id, actor=user.sub)
     )
     await runtime.issuer.revoke_client_ids(
-        user.tenant, [kiosks.client_id_for(user.tenant, kiosk_id)]
+        user.tenant, [kiosks.client_id_for(user.tenant, kiosk_id)], by=(user.sub, "user")
     )
     return Response(status_code=204)
 

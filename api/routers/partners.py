@@ -90,7 +90,7 @@ async def remove(partner_id: str, user: Admin, db: DbSession, runtime: RuntimeDe
         lambda: partners.remove(db, tenant=user.tenant, actor=user.sub, partner_id=partner_id)
     )
     await runtime.issuer.revoke_client_ids(
-        user.tenant, [partners.client_id_for(user.tenant, partner_id)]
+        user.tenant, [partners.client_id_for(user.tenant, partner_id)], by=(user.sub, "user")
     )
     return Response(status_code=204)
 

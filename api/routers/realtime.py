@@ -63,6 +63,7 @@ async def revoke_credentials(client_id: str, user: CurrentUser, runtime: Runtime
             tenant=user.tenant,
             client_id=client_id,
             user_id=None if user.has_any("admin") else user.sub,
+            by=(user.sub, "user"),
         )
     except SessionNotFoundError:
         raise NotFound(f"session {client_id} not found") from None

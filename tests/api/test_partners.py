@@ -315,3 +315,42 @@ def test_partner_secrets_that_are_not_ours_are_refused(clinic: Clinic) -> None:
     assert clinic.stack.http().post("/partners/credentials").status_code == 401
     # A staff token is no partner secret.
     assert partner_credentials(clinic.stack, clinic.admin).status_code == 401
+
+
+def test_what_partners_are_given_is_audited_without_phi_or_secrets(clinic: Clinic) -> None:
+    made = register(clinic, ["claim:*"], "lab-9")
+    creds = partner_credentials(clinic.stack, made["secret"]).json()
+    clinic.claim()
+    clinic.stack.wait_published()
+    replayed = replay_all(clinic.stack, creds["accessToken"])
+    rotated = clinic.post(clinic.admin, "/partners/lab-9/secret")
+    assert clinic.stack.http(clinic.admin).delete("/partners/lab-9").status_code == 204
+    r = clinic.stack.http(clinic.admin).get(
+        "/audit", params={"kind": "partner,session,events", "limit": 1000}
+    )
+    assert r.status_code == 200, r.text
+    entries = r.json()["entries"]
+    mine = [
+        e for e in entries if e["actor"] == "lab-9" or e["subject"] in ("lab-9", creds["clientId"])
+    ]
+    kinds = [(e["kind"], e["actorKind"], e["actor"]) for e in mine]
+    assert kinds[0] == ("partner.registered", "user", "ad-1")
+    assert ("session.issued", "partner", "lab-9") in kinds
+    assert ("events.replayed", "partner", "lab-9") in kinds
+    assert ("partner.secret_rotated", "user", "ad-1") in kinds
+    assert ("partner.removed", "user", "ad-1") in kinds
+    assert ("session.revoked", "user", "ad-1") in kinds
+    registered = mine[0]["details"]
+    assert registered == {"eventTypes": ["claim:*"]}
+    replay_row = next(e for e in mine if e["kind"] == "events.replayed")
+    assert replay_row["details"]["count"] == len(replayed)
+    text = str(entries)
+    for secret_or_phi in (
+        made["secret"],
+        rotated["secret"],
+        creds["password"],
+        creds["accessToken"],
+        "Lovelace",
+        "1985-12-10",
+    ):
+        assert secret_or_phi not in text
