@@ -1,4 +1,4 @@
-"""The ``hub`` command: ``up``, ``token``, ``seed``, ``keys``, ``kiosk``."""
+"""The ``hub`` command: ``up``, ``token``, ``seed``, ``keys``, ``kiosk``, ``listen``."""
 
 from __future__ import annotations
 
@@ -199,6 +199,82 @@ def _kiosk_parser(sub: Any) -> None:
         )
 
 
+def _cmd_listen(args: argparse.Namespace) -> int:
+    """A partner's events as JSON lines on stdout (clients/python, hub_client). Exit
+    status: 0 after Ctrl-C or SIGTERM, 2 when the hub refuses the secret or the history."""
+    import json
+    import os
+
+    from hub_client import HistoryGoneError, HubClientError, HubSubscriber
+
+    secret = args.secret or os.environ.get("HUB_PARTNER_SECRET", "")
+    if not secret:
+        print(
+            "hub listen: give the partner secret in HUB_PARTNER_SECRET (or --secret)",
+            file=sys.stderr,
+        )
+        return 2
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if not args.verbose:
+        logging.getLogger("httpx").setLevel(logging.WARNING)
+
+    async def listen() -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+        async with HubSubscriber(args.api, secret, store=args.store, after=args.after) as events:
+            async for event in events:
+                sys.stdout.write(json.dumps(event, separators=(",", ":")) + "\n")
+                sys.stdout.flush()
+
+    try:
+        asyncio.run(listen())
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        return 0
+    except BrokenPipeError:
+        # The reader went away (``hub listen | head``): not an error.
+        # Point stdout at /dev/null so flushing it at exit raises nothing more.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except HistoryGoneError as exc:
+        hint = f" (resync, then --after {exc.latest_seq})" if exc.latest_seq is not None else ""
+        print(f"hub listen: {exc}{hint}", file=sys.stderr)
+        return 2
+    except (HubClientError, ValueError) as exc:
+        print(f"hub listen: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _seq(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError("a seq is 0 or more")
+    return value
+
+
+def _listen_parser(sub: Any) -> None:
+    listen = sub.add_parser(
+        "listen", help="a partner's events as JSON lines (secret from HUB_PARTNER_SECRET)"
+    )
+    listen.add_argument("--api", required=True, help="the api's URL, e.g. http://127.0.0.1:8000")
+    listen.add_argument(
+        "--secret",
+        help="the partner secret; prefer HUB_PARTNER_SECRET, which other users cannot see in ps",
+    )
+    listen.add_argument(
+        "--after", type=_seq, help="start after this seq instead of the stored watermark"
+    )
+    listen.add_argument(
+        "--store", default="partner.db", help="SQLite file with the watermark (default partner.db)"
+    )
+    listen.add_argument("-v", "--verbose", action="store_true", help="log connections to stderr")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="hub", description="EHR notification hub")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -213,6 +289,7 @@ def main(argv: list[str] | None = None) -> int:
     keys = sub.add_parser("keys", help="broker token signing keys")
     keys.add_argument("action", choices=["list", "rotate"])
     _kiosk_parser(sub)
+    _listen_parser(sub)
     args = parser.parse_args(argv)
     handler = {
         "up": _cmd_up,
@@ -220,6 +297,7 @@ def main(argv: list[str] | None = None) -> int:
         "seed": _cmd_seed,
         "keys": _cmd_keys,
         "kiosk": _cmd_kiosk,
+        "listen": _cmd_listen,
     }[args.command]
     return handler(args)
 

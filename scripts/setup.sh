@@ -22,15 +22,16 @@ fi
 # The broker's token plugin; make rebuilds it only when its sources change.
 make -s -C broker-config/plugin >&2
 
-# Python: a venv at .venv with the pinned dependencies (constraints.txt), reinstalled
-# only when pyproject.toml or constraints.txt change.
+# Python: a venv at .venv with the pinned dependencies (constraints.txt) and the partner
+# client (clients/python, editable), reinstalled only when a pyproject.toml or
+# constraints.txt change.
 PYTHON="${PYTHON:-python3.11}"
 command -v "$PYTHON" >/dev/null || PYTHON=python3
-stamp=".venv/.installed-$(cat pyproject.toml constraints.txt | sha256sum | cut -c1-16)"
+stamp=".venv/.installed-$(cat pyproject.toml clients/python/pyproject.toml constraints.txt | sha256sum | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
   echo "setup: installing Python packages into .venv" >&2
   [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
-  .venv/bin/python -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[dev]'
+  .venv/bin/python -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[dev]' -e clients/python
   rm -f .venv/.installed-*
   touch "$stamp"
 fi
