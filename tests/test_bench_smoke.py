@@ -1,7 +1,8 @@
 """Smoke tests of the benchmarks: `python -m bench.sessions --quick`,
-`python -m bench.relay_ha` (three events, SQLite), `python -m bench.kiosk --quick` and
-`python -m bench.events --quick` run against a real broker and database, exit 0 and
-print their rows of figures. No timing thresholds: the figures depend on the machine."""
+`python -m bench.relay_ha` (three events, SQLite), `python -m bench.kiosk --quick`,
+`python -m bench.partner --quick` and `python -m bench.events --quick` run against a real
+broker and database, exit 0 and print their rows of figures. No timing thresholds: the
+figures depend on the machine."""
 
 from __future__ import annotations
 
@@ -75,3 +76,9 @@ def test_events_quick_run_prints_every_phase_with_nothing_lost() -> None:
         assert re.search(rf"^sqlite\s+{phase}\s+{figures}$", out, re.MULTILINE), out
     batch = rf"^sqlite\s+batch\s+{figures}$"
     assert re.search(batch, out, re.MULTILINE), out
+
+
+def test_partner_quick_run_catches_up_once_and_in_order() -> None:
+    out = _run(["bench.partner", "--quick", "--backend", "sqlite"], timeout=180)
+    row = rf"^\| sqlite \| 1,000 \| [\d,]+ \| {NUM} s \| [\d,]+ \| yes \|$"
+    assert re.search(row, out, re.MULTILINE), out
