@@ -147,6 +147,13 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
+    def _audit_outlives_events(self) -> Settings:
+        # Contract, section 12: audit rows are kept longer than events.
+        if self.audit_retention_days < self.replay_retention_days:
+            raise ValueError("HUB_AUDIT_RETENTION_DAYS must be at least HUB_REPLAY_RETENTION_DAYS")
+        return self
+
+    @model_validator(mode="after")
     def _production_needs_real_secrets(self) -> Settings:
         if self.env == "production":
             if not (self.jwt_public_key or self.jwt_public_key_file or self.jwt_jwks_url):

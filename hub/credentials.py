@@ -298,9 +298,11 @@ class CredentialIssuer(BackgroundService):
         client_id: str,
         user_id: str | None = None,
         by: tuple[str, ActorKind] | None = None,
+        kind: Kind | None = None,
     ) -> None:
         """Revoke a session now: the broker closes its connection and refuses its
-        tokens. ``user_id`` limits the revocation to that user's own sessions. The
+        tokens. ``user_id`` limits the revocation to that user's own sessions, ``kind``
+        to credentials of that kind (a user's id may equal a kiosk's or a partner's). The
         revocation is committed first; if the broker does not confirm it, it is sent
         again until it does. ``by`` names who revoked it in the audit trail (by
         default ``user_id``, else the hub)."""
@@ -316,6 +318,8 @@ class CredentialIssuer(BackgroundService):
             )
             if user_id is not None:
                 query = query.where(BrokerSession.user_id == user_id)
+            if kind is not None:
+                query = query.where(BrokerSession.kind == kind)
             row = session.scalar(query.with_for_update())
             if row is None:
                 raise SessionNotFoundError(client_id)

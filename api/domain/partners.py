@@ -15,6 +15,7 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import and_, or_, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from api.errors import Conflict, Invalid, NotFound
@@ -98,7 +99,12 @@ def register(
         subject=partner_id,
         details={"eventTypes": grant},
     )
-    session.commit()
+    try:
+        session.commit()
+    except IntegrityError:
+        # A concurrent registration of the same id committed first.
+        session.rollback()
+        raise Conflict(f"partner {partner_id} already exists") from None
     return partner, secret
 
 
@@ -148,8 +154,16 @@ def rotate_secret(
 
 def remove(session: Session, *, tenant: str, actor: str, partner_id: str) -> None:
     """Refuse the partner's secrets and access tokens from now on; the caller revokes
-    its broker credentials."""
-    partner = _live(session, tenant, partner_id)
+    its broker credentials. Removing a removed partner changes nothing here, so that
+    a caller whose revocation failed after the removal committed can try again."""
+    partner = session.get(
+        Partner, (tenant, partner_id), with_for_update=True, populate_existing=True
+    )
+    if partner is None:
+        raise NotFound(f"partner {partner_id} not found")
+    if partner.removed_at is not None:
+        session.commit()
+        return
     partner.removed_at = utcnow()
     partner.secret_hash = None
     partner.previous_secret_hash = None

@@ -39,7 +39,8 @@ def get_events(
     ``after`` were already pruned: the client must refetch its view. A partner reads
     only the types granted to it (seqs then have holes)."""
     max_limit: int = request.app.state.runtime.settings.replay_max_limit
-    type_list = [t.strip() for t in types.split(",") if t.strip()] if types else None
+    # Each type once (dict keeps the order): the list goes into the query and the audit.
+    type_list = list(dict.fromkeys(t.strip() for t in (types or "").split(",") if t.strip()))
     unknown = [t for t in type_list or [] if t not in CATALOG]
     if unknown:
         raise Invalid(f"unknown event types: {', '.join(unknown)}")

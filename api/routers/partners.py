@@ -85,7 +85,8 @@ def rotate_secret(partner_id: str, user: Admin, db: DbSession) -> dict[str, Any]
 @router.delete("/{partner_id}", status_code=204)
 async def remove(partner_id: str, user: Admin, db: DbSession, runtime: RuntimeDep) -> Response:
     """Remove a partner: its secrets and access tokens are refused from now on, and the
-    broker closes its connection (a revocation of its client id)."""
+    broker closes its connection (a revocation of its client id). Idempotent: again on
+    a removed partner, it only revokes whatever is still live."""
     await anyio.to_thread.run_sync(
         lambda: partners.remove(db, tenant=user.tenant, actor=user.sub, partner_id=partner_id)
     )

@@ -56,14 +56,17 @@ async def issue_credentials(
 
 @router.delete("/credentials/{client_id}", status_code=204)
 async def revoke_credentials(client_id: str, user: CurrentUser, runtime: RuntimeDep) -> Response:
-    """Revoke a session: the caller's own, or any of the tenant's for an admin. The
-    broker disconnects it at once."""
+    """Revoke a browser session: the caller's own, or any of the tenant's for an
+    admin. The broker disconnects it at once. Kiosks and partners are not sessions:
+    they are disabled or removed through their own routes, which also refuse their
+    secrets (a revocation alone would only lock them out until it runs out)."""
     try:
         await runtime.issuer.revoke(
             tenant=user.tenant,
             client_id=client_id,
             user_id=None if user.has_any("admin") else user.sub,
             by=(user.sub, "user"),
+            kind="session",
         )
     except SessionNotFoundError:
         raise NotFound(f"session {client_id} not found") from None

@@ -115,7 +115,10 @@ def test_admins_register_list_rotate_and_remove_partners(
     assert dup.status_code == 409
     assert admin.delete("/partners/lab-1").status_code == 204
     assert admin.get("/partners").json() == []
-    assert admin.delete("/partners/lab-1").status_code == 404
+    # Again (a retry after a failed revocation): nothing more to do, still 204.
+    assert admin.delete("/partners/lab-1").status_code == 204
+    assert admin.delete("/partners/never-was").status_code == 404
+    assert admin.post("/partners/lab-1/secret").status_code == 404
     reuse = admin.post("/partners", json={"id": "lab-1", "name": "New", "eventTypes": ["claim:*"]})
     assert reuse.status_code == 409
     assert "removed" in reuse.json()["message"]
@@ -354,3 +357,22 @@ def test_what_partners_are_given_is_audited_without_phi_or_secrets(clinic: Clini
         "1985-12-10",
     ):
         assert secret_or_phi not in text
+
+
+def test_repeated_types_are_read_once_and_a_user_cannot_revoke_a_partner_session(
+    clinic: Clinic,
+) -> None:
+    made = register(clinic, ["claim:*"], "p-1")
+    creds = partner_credentials(clinic.stack, made["secret"]).json()
+    clinic.claim()
+    token = creds["accessToken"]
+    many = ",".join(["claim:created"] * 140)  # under the 2,000 characters of a types list
+    r = clinic.stack.http(token).get("/events", params={"after": 0, "types": many})
+    assert r.status_code == 200, r.text
+    assert [e["type"] for e in r.json()["events"]] == ["claim:created"]
+    # The sessions route is for browser sessions: not for the partner's client id,
+    # neither for the admin nor for a user whose id happens to be the partner's.
+    for token_of in (clinic.admin, clinic.token("p-1", "front_desk")):
+        r = clinic.stack.http(token_of).delete(f"/realtime/credentials/{creds['clientId']}")
+        assert r.status_code == 404
+    assert partner_credentials(clinic.stack, made["secret"]).status_code == 200

@@ -88,3 +88,9 @@ def test_a_broker_password_shaped_like_a_token_is_refused(name: str) -> None:
     with pytest.raises(ValidationError, match=r"shape a\.b\.c"):
         Settings(**{name: "clinic.broker.Secret2024"})  # type: ignore[arg-type]
     assert Settings(**{name: "clinic-broker-Secret2024"})  # type: ignore[arg-type]
+
+
+def test_audit_rows_may_not_be_kept_shorter_than_events() -> None:
+    with pytest.raises(ValidationError, match="HUB_AUDIT_RETENTION_DAYS"):
+        Settings(replay_retention_days=60, audit_retention_days=30)
+    assert Settings(replay_retention_days=60, audit_retention_days=60).audit_retention_days == 60

@@ -160,11 +160,34 @@ def test_a_good_payload_is_the_envelope() -> None:
     assert parse_payload(json.dumps(event(3)).encode(), tenant="acme") == event(3)
 
 
-def test_a_page_keeps_good_events_after_the_cursor_in_seq_order() -> None:
-    body = {"events": [event(9), event(4), {"junk": 1}, event(2), event(12)], "latestSeq": 15}
+def test_a_page_keeps_events_after_the_cursor_in_seq_order() -> None:
+    body = {"events": [event(9), event(4), event(2), event(12)], "latestSeq": 15}
     page = parse_page(body, after=3, tenant="acme")
     assert [e["seq"] for e in page.events] == [4, 9, 12]
     assert page.latest_seq == 15
+
+
+def test_a_malformed_replayed_event_stops_the_replay_instead_of_being_skipped() -> None:
+    # Skipped, it would let the watermark move past an event never handled.
+    body = {"events": [event(4), {"junk": 1}, event(9)], "latestSeq": 15}
+    with pytest.raises(HubClientError, match="malformed"):
+        parse_page(body, after=3, tenant="acme")
+
+
+def test_mqtts_urls_mean_tls_and_the_lifetime_counts_from_the_hubs_clock() -> None:
+    hub_now = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
+    creds = Credentials.from_json(
+        {**answer(), "expiresAt": "2026-12-02T13:00:00Z", "mqttUrl": "mqtts://hub.example"},
+        server_time=hub_now,
+    )
+    assert (creds.mqtt_host, creds.mqtt_port, creds.mqtt_tls) == ("hub.example", 8883, True)
+    # However far off this machine's clock is, renewal is due after 3/4 of the hour.
+    assert creds.lifetime() == 3600
+    assert creds.renew_after(0.75) == 2700
+    plain = Credentials.from_json(answer())
+    assert (plain.mqtt_port, plain.mqtt_tls) == (1883, False)
+    with pytest.raises(HubClientError, match="unsupported broker URL"):
+        Credentials.from_json({**answer(), "mqttUrl": "ws://hub.example/mqtt"})
 
 
 async def call_page(response: httpx.Response, after: int = 40) -> Any:

@@ -260,3 +260,31 @@ def test_hub_listen_with_a_refused_secret_says_so_and_exits_2(clinic: Clinic) ->
     )
     assert done.returncode == 2
     assert "refused" in done.stderr.lower()
+
+
+def test_credentials_are_renewed_before_they_expire_without_losing_an_event(
+    tmp_path: Path,
+) -> None:
+    # The renewal is the client's own doing, whatever the database: one backend is
+    # enough. 30 s credentials (the shortest allowed): renewed after about 22 s.
+    stack = Stack.create("sqlite", tmp_path / "stack", HUB_PARTNER_CREDENTIALS_TTL_SECONDS="30")
+    try:
+        clinic = Clinic.create(stack)
+        store = tmp_path / "partner.db"
+        program = PartnerProcess(stack, partner(clinic), store)
+        program.start()
+        try:
+            expected: list[str] = []
+            for round_ in range(12):  # about 36 s: past one renewal, before a second expiry
+                expected += publish(clinic, 1 + 30 * round_, 30)
+                time.sleep(3)
+            got = wait_for_all(store, expected)
+        finally:
+            program.stop()
+        assert got == expected
+        log = program.log.read_text()
+        assert "credentials renewed" in log
+        # Renewed ahead of the expiry: the broker never had to close the connection.
+        assert "connection lost" not in log
+    finally:
+        stack.close()

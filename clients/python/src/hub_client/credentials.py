@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -39,9 +40,16 @@ class Credentials:
     filters: tuple[str, ...]
     latest_seq: int
     partner_id: str | None = None
+    # mqtts:// (TLS) rather than mqtt://.
+    mqtt_tls: bool = False
+    # The hub's clock when it answered (its Date header): lifetimes are measured from it,
+    # so a client whose clock is off neither renews in a loop nor too late.
+    server_time: datetime | None = None
 
     @classmethod
-    def from_json(cls, body: Any, *, mqtt_url: str | None = None) -> Credentials:
+    def from_json(
+        cls, body: Any, *, mqtt_url: str | None = None, server_time: datetime | None = None
+    ) -> Credentials:
         """Validate the answer of ``POST /partners/credentials``. ``mqtt_url`` replaces
         the broker URL the hub hands out (a tunnel, a test). Raises HubClientError."""
         if not isinstance(body, dict):
@@ -64,7 +72,7 @@ class Credentials:
                 or not all(isinstance(f, str) and f.startswith(prefix) for f in filters)
             ):
                 raise ValueError("filters must be a non-empty list of topics under topicPrefix")
-            host, port = _broker(mqtt_url or _text(body, "mqttUrl"))
+            host, port, tls = _broker(mqtt_url or _text(body, "mqttUrl"))
         except ValueError as exc:
             raise HubClientError(f"credentials: {exc}") from None
         partner = body.get("partnerId")
@@ -81,11 +89,14 @@ class Credentials:
             filters=tuple(filters),
             latest_seq=latest,
             partner_id=partner if isinstance(partner, str) else None,
+            mqtt_tls=tls,
+            server_time=server_time,
         )
 
     def lifetime(self, now: datetime | None = None) -> float:
-        """Seconds until the broker closes a connection made with these credentials."""
-        return (self.expires_at - (now or datetime.now(UTC))).total_seconds()
+        """Seconds until the broker closes a connection made with these credentials:
+        from ``now``, else from the hub's time when it answered, else from this clock."""
+        return (self.expires_at - (now or self.server_time or datetime.now(UTC))).total_seconds()
 
     def renew_after(self, fraction: float, now: datetime | None = None) -> float:
         """Seconds from ``now`` until renewal is due: ``fraction`` of the remaining
@@ -108,11 +119,26 @@ def _instant(value: str) -> datetime:
     return when
 
 
-def _broker(url: str) -> tuple[str, int]:
+def _broker(url: str) -> tuple[str, int, bool]:
+    """Host, port and whether to use TLS: ``mqtts://`` (port 8883 by default) or
+    ``mqtt://`` (1883)."""
     parts = urlsplit(url)
-    if parts.scheme not in ("mqtt", "tcp") or not parts.hostname:
-        raise ValueError(f"unsupported broker URL {url!r} (expected mqtt://host:port)")
-    return parts.hostname, parts.port or 1883
+    if parts.scheme not in ("mqtt", "tcp", "mqtts", "ssl") or not parts.hostname:
+        raise ValueError(
+            f"unsupported broker URL {url!r} (expected mqtts://host:port or mqtt://host:port)"
+        )
+    tls = parts.scheme in ("mqtts", "ssl")
+    return parts.hostname, parts.port or (8883 if tls else 1883), tls
+
+
+def _server_time(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return when if when.tzinfo is not None else None
 
 
 def error_message(response: httpx.Response) -> str:
@@ -145,7 +171,9 @@ async def fetch_credentials(
             body = r.json()
         except ValueError:
             raise HubClientError("credentials: the answer is not JSON") from None
-        return Credentials.from_json(body, mqtt_url=mqtt_url)
+        return Credentials.from_json(
+            body, mqtt_url=mqtt_url, server_time=_server_time(r.headers.get("Date"))
+        )
     if r.status_code == 401:
         raise PartnerRefusedError(
             f"the hub refused the partner secret (partner removed or secret expired): "

@@ -27,8 +27,8 @@ class Page:
 
 
 def parse_page(body: Any, *, after: int, tenant: str) -> Page:
-    """Validate a page: malformed events are logged and left out, and so is anything at
-    or below ``after``; the rest is sorted by seq."""
+    """Validate a page: a malformed event is an error (HubClientError); anything at or
+    below ``after`` is left out; the rest is sorted by seq."""
     if not isinstance(body, dict) or not isinstance(body.get("events"), list):
         raise HubClientError("replay: the answer has no events list")
     latest = body.get("latestSeq")
@@ -39,8 +39,8 @@ def parse_page(body: Any, *, after: int, tenant: str) -> Page:
         try:
             event = check_envelope(raw, tenant=tenant)
         except MalformedEvent as exc:
-            log.warning("replay: skipping a malformed event: %s", exc)
-            continue
+            # Not skipped: the watermark would move past an event never handled.
+            raise HubClientError(f"replay: a malformed event: {exc}") from None
         if event["seq"] > after:
             events.append(event)
     events.sort(key=lambda e: int(e["seq"]))

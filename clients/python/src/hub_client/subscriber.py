@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import ssl
 from collections import deque
 from types import TracebackType
 from typing import Self
@@ -75,6 +76,7 @@ class HubSubscriber:
         timeout: float = 10.0,
         backoff: Backoff | None = None,
         mqtt_url: str | None = None,
+        tls_context: ssl.SSLContext | None = None,
     ) -> None:
         if not api_url.startswith(("http://", "https://")):
             raise ValueError("api_url must be an http:// or https:// URL")
@@ -99,6 +101,8 @@ class HubSubscriber:
         self._timeout = timeout
         self._backoff = backoff or Backoff()
         self._mqtt_url = mqtt_url
+        # For mqtts:// brokers: the system's trusted CAs unless given (a private CA).
+        self._tls_context = tls_context
 
         self._entered = False
         self._store: SqliteStore | None = None
@@ -368,6 +372,9 @@ class HubSubscriber:
             properties=props,
             timeout=self._timeout,
             keepalive=30,
+            tls_context=(self._tls_context or ssl.create_default_context())
+            if creds.mqtt_tls
+            else None,
         )
         async with client:
             await self._subscribe(client, creds)
@@ -393,7 +400,11 @@ class HubSubscriber:
         for topic, rc in zip(creds.filters, codes, strict=False):
             code = _reason_code(rc)
             if code is not None and code >= 0x80:
-                log.error("the broker refused the subscription %s (reason 0x%02x)", topic, code)
+                # Fatal: live events of the other filters would move the watermark past
+                # this filter's events, which would then never come.
+                raise HubClientError(
+                    f"the broker refused the granted subscription {topic} (reason 0x{code:02x})"
+                )
 
     async def _read(self, client: aiomqtt.Client, creds: Credentials) -> None:
         gate = self._gate
