@@ -61,12 +61,24 @@ def _cmd_up(args: argparse.Namespace) -> int:
     from api.migrate import upgrade
     from api.runtime import key_ring
     from hub.mosquitto import BrokerLayout, MosquittoProcess, prepare_broker_state, render_config
+    from hub.tls import TlsFiles, ensure_dev_certificates
 
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     settings = Settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if args.tls and not settings.tls_enabled:
+        # A development CA and server certificate for the loopback names, made once.
+        dev = ensure_dev_certificates(settings.data_dir / "tls")
+        settings = Settings(
+            tls_cert_file=dev.cert_file, tls_key_file=dev.key_file, tls_ca_file=dev.ca_file
+        )
+    tls = (
+        TlsFiles(settings.tls_cert_file, settings.tls_key_file, settings.tls_ca_file)
+        if settings.tls_cert_file is not None and settings.tls_key_file is not None
+        else None
+    )
     layout = BrokerLayout(settings.data_dir)
     prepare_broker_state(
         layout,
@@ -83,6 +95,8 @@ def _cmd_up(args: argparse.Namespace) -> int:
         auth_plugin=settings.broker_auth_plugin,
         token_issuer=settings.broker_token_issuer,
         jwks_file=settings.resolved_jwks_file,
+        bind_host=settings.broker_bind_host,
+        tls=tls,
     )
     broker = MosquittoProcess(
         config,
@@ -92,15 +106,24 @@ def _cmd_up(args: argparse.Namespace) -> int:
     )
     upgrade(settings.resolved_database_url)
     broker.start()
+    scheme = "https" if tls else "http"
     print(
-        f"hub: broker on mqtt://127.0.0.1:{settings.mqtt_port} and "
+        f"hub: broker on {settings.mqtt_url} and "
         f"{settings.websocket_url} (log: {settings.data_dir / 'broker.log'})",
         flush=True,
     )
     print(
-        f"hub: api on http://{settings.http_host}:{settings.http_port} (Ctrl-C stops everything)",
+        f"hub: api on {scheme}://{settings.http_host}:{settings.http_port} "
+        "(Ctrl-C stops everything)",
         flush=True,
     )
+    if tls is not None and tls.ca_file is not None:
+        print(
+            f"hub: TLS certificates are signed by the CA in {tls.ca_file}; trust it to "
+            f"connect: curl --cacert {tls.ca_file}, mosquitto_sub --cafile {tls.ca_file}, "
+            "or import it as an authority in the browser's certificate settings",
+            flush=True,
+        )
     try:
         server = uvicorn.Server(
             uvicorn.Config(
@@ -109,6 +132,8 @@ def _cmd_up(args: argparse.Namespace) -> int:
                 port=settings.http_port,
                 log_level="info",
                 lifespan="on",
+                ssl_certfile=str(tls.cert_file) if tls else None,
+                ssl_keyfile=str(tls.key_file) if tls else None,
             )
         )
         # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal;
@@ -278,7 +303,13 @@ def _listen_parser(sub: Any) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="hub", description="EHR notification hub")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("up", help="run broker, api and relay in the foreground")
+    up = sub.add_parser("up", help="run broker, api and relay in the foreground")
+    up.add_argument(
+        "--tls",
+        action="store_true",
+        help="serve the broker and the api over TLS with a development CA (made in the data "
+        "directory on first use) unless HUB_TLS_CERT_FILE is set",
+    )
     token = sub.add_parser("token", help="print a development JWT")
     token.add_argument("--tenant", required=True)
     token.add_argument("--user", required=True)

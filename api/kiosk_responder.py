@@ -22,6 +22,7 @@ import asyncio
 import json
 import logging
 import random
+import ssl
 import uuid
 from collections import deque
 from collections.abc import Callable
@@ -141,8 +142,10 @@ class KioskResponder(BackgroundService):
         ready: asyncio.Event | None = None,
         concurrency: int = 8,
         clock: Callable[[], float] | None = None,
+        tls_context: ssl.SSLContext | None = None,
     ) -> None:
         super().__init__()
+        self._tls_context = tls_context
         self._sessions = sessions
         self._clinic = clinic
         self._host = host
@@ -188,6 +191,7 @@ class KioskResponder(BackgroundService):
             timeout=10,
             max_queued_incoming_messages=MAX_QUEUED_MESSAGES,
             queue_type=_stamping_queue(self._now),
+            tls_context=self._tls_context,
         )
         limit = KioskRequestLimit()
         slots = asyncio.Semaphore(self._concurrency)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 from collections.abc import AsyncIterator, Collection
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -30,6 +31,7 @@ from hub.db import driver_cursor, make_engine, make_sessionmaker, placeholder, u
 from hub.mosquitto import ADMIN_ROLE, SERVICE_ROLE, BrokerLayout
 from hub.outbox import prune_published
 from hub.relay import Relay
+from hub.tls import client_context
 from hub.tokens import TokenVerifier
 from hub.writer import EventWriter
 
@@ -111,6 +113,11 @@ def alert_policy(settings: Settings) -> AlertPolicy:
     )
 
 
+def broker_tls_context(settings: Settings) -> ssl.SSLContext | None:
+    """How the api's own broker connections verify a TLS broker (None: plaintext)."""
+    return client_context(settings.tls_ca_file) if settings.tls_enabled else None
+
+
 def kiosk_responder(
     settings: Settings, sessions: sessionmaker[Session], service_password: str, ready: asyncio.Event
 ) -> KioskResponder:
@@ -132,6 +139,7 @@ def kiosk_responder(
             lockout=timedelta(seconds=settings.kiosk_lockout_seconds),
         ),
         ready=ready,
+        tls_context=broker_tls_context(settings),
     )
 
 
@@ -297,6 +305,7 @@ async def running(settings: Settings) -> AsyncIterator[Runtime]:
         port=settings.mqtt_port,
         username=settings.broker_admin_username,
         password=admin_password,
+        tls_context=broker_tls_context(settings),
     )
     keys = key_ring(settings)
     keys.write_jwks(settings.resolved_jwks_file)
@@ -321,6 +330,7 @@ async def running(settings: Settings) -> AsyncIterator[Runtime]:
         password=service_password,
         poll_interval=settings.relay_poll_interval_seconds,
         marker=writer.submit_marks,
+        tls_context=broker_tls_context(settings),
     )
     rt = Runtime(
         settings=settings,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from functools import cached_property
 from pathlib import Path
@@ -38,6 +39,18 @@ class Settings(BaseSettings):
     ws_port: int = 9001
     public_ws_url: str | None = None
     public_mqtt_url: str | None = None
+    # TLS (docs/operations.md, "TLS"): with a certificate and key, the broker's TCP and
+    # WebSocket listeners serve TLS only, `hub up` serves the api over HTTPS, and the
+    # api's own broker connections verify the broker against tls_ca_file (else the
+    # system's CAs). `hub up --tls` makes a development CA and certificate.
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    tls_ca_file: Path | None = None
+    # Where `hub up` binds the broker's listeners; production refuses a non-loopback
+    # address without TLS. The api's own address is http_host; behind a TLS proxy that
+    # terminates HTTPS, say so with http_behind_tls_proxy.
+    broker_bind_host: str = "127.0.0.1"
+    http_behind_tls_proxy: bool = False
 
     jwt_secret: str | None = None
     jwt_public_key: str | None = None  # PEM, for RS256/ES256
@@ -120,6 +133,9 @@ class Settings(BaseSettings):
         "broker_signing_key_file",
         "broker_jwks_file",
         "broker_auth_plugin",
+        "tls_cert_file",
+        "tls_key_file",
+        "tls_ca_file",
         mode="before",
     )
     @classmethod
@@ -145,6 +161,31 @@ class Settings(BaseSettings):
         if value is not None and _TOKEN_SHAPE.fullmatch(value):
             raise ValueError("a broker account password must not have the shape a.b.c of a token")
         return value
+
+    @model_validator(mode="after")
+    def _tls_files_go_together(self) -> Settings:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("set both HUB_TLS_CERT_FILE and HUB_TLS_KEY_FILE, or neither")
+        if self.tls_ca_file is not None and self.tls_cert_file is None:
+            raise ValueError("HUB_TLS_CA_FILE needs HUB_TLS_CERT_FILE and HUB_TLS_KEY_FILE")
+        return self
+
+    @model_validator(mode="after")
+    def _production_is_encrypted_off_loopback(self) -> Settings:
+        if self.env != "production" or self.tls_enabled:
+            return self
+        if not _is_loopback(self.broker_bind_host):
+            raise ValueError(
+                "production refuses plaintext broker listeners off loopback: set "
+                "HUB_TLS_CERT_FILE and HUB_TLS_KEY_FILE, or bind HUB_BROKER_BIND_HOST to 127.0.0.1"
+            )
+        if not _is_loopback(self.http_host) and not self.http_behind_tls_proxy:
+            raise ValueError(
+                "production refuses plaintext HTTP off loopback: set HUB_TLS_CERT_FILE and "
+                "HUB_TLS_KEY_FILE, or HUB_HTTP_BEHIND_TLS_PROXY=true behind a proxy that "
+                "terminates TLS"
+            )
+        return self
 
     @model_validator(mode="after")
     def _audit_outlives_events(self) -> Settings:
@@ -201,9 +242,24 @@ class Settings(BaseSettings):
         return self.broker_jwks_file or self.data_dir / "broker" / "jwks.json"
 
     @property
+    def tls_enabled(self) -> bool:
+        return self.tls_cert_file is not None
+
+    @property
     def websocket_url(self) -> str:
-        return self.public_ws_url or f"ws://localhost:{self.ws_port}/mqtt"
+        scheme = "wss" if self.tls_enabled else "ws"
+        return self.public_ws_url or f"{scheme}://localhost:{self.ws_port}/mqtt"
 
     @property
     def mqtt_url(self) -> str:
-        return self.public_mqtt_url or f"mqtt://localhost:{self.mqtt_port}"
+        scheme = "mqtts" if self.tls_enabled else "mqtt"
+        return self.public_mqtt_url or f"{scheme}://localhost:{self.mqtt_port}"
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

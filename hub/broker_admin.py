@@ -18,6 +18,7 @@ import asyncio
 import json
 import logging
 import random
+import ssl
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -138,6 +139,7 @@ class DynsecAdmin(BackgroundService):
         username: str,
         password: str,
         timeout: float = 5.0,
+        tls_context: ssl.SSLContext | None = None,
     ) -> None:
         super().__init__()
         self._host = host
@@ -145,6 +147,7 @@ class DynsecAdmin(BackgroundService):
         self._username = username
         self._password = password
         self._timeout = timeout
+        self._tls_context = tls_context
         self._pending: dict[str, asyncio.Future[list[dict[str, Any]]]] = {}
         self._client: aiomqtt.Client | None = None
         self._connected = asyncio.Event()
@@ -181,6 +184,7 @@ class DynsecAdmin(BackgroundService):
                 clean_start=True,
                 keepalive=15,
                 timeout=self._timeout,
+                tls_context=self._tls_context,
             )
             try:
                 async with client:
@@ -392,6 +396,7 @@ class DynsecAdmin(BackgroundService):
             username=username,
             password=password,
             timeout=self._timeout,
+            tls_context=self._tls_context,
         )
 
     async def delete_client(self, username: str) -> None:

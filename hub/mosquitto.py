@@ -18,6 +18,7 @@ from pathlib import Path
 
 from hub.broker_admin import Acl, Role
 from hub.secretfiles import load_or_create_secret
+from hub.tls import TlsFiles
 
 ADMIN_USERNAME = "hub-admin"
 # The `iss` of broker tokens, unless HUB_BROKER_TOKEN_ISSUER says otherwise.
@@ -223,17 +224,25 @@ def render_config(
     token_issuer: str = DEFAULT_TOKEN_ISSUER,
     jwks_file: Path | None = None,
     token_plugin: bool = True,
+    tls: TlsFiles | None = None,
 ) -> Path:
     """Write the local broker configuration and return its path.
 
     Two plugins: the hub's token plugin first (it answers for tokens and defers
     everything else at once), then Dynamic Security for the hub's own accounts.
-    ``token_plugin=False`` leaves the first out (benchmarks of the old design)."""
+    ``token_plugin=False`` leaves the first out (benchmarks of the old design). With
+    ``tls``, both listeners serve TLS only (TLS 1.2 at least) with that certificate."""
     config_dir = config_dir or default_broker_config_dir()
     # The WebSocket listener of 2.0 ignores an IP bind address (#2085) but honours an
     # interface name, so loopback-only deployments bind it to `lo`.
     ws_bind = "lo" if bind_host in ("127.0.0.1", "localhost") else ""
     tcp_bind = "" if bind_host in ("0.0.0.0", "") else bind_host  # noqa: S104 - "" is all
+    # Listener options: they follow each listener line.
+    tls_lines = (
+        [f"certfile {tls.cert_file}", f"keyfile {tls.key_file}", "tls_version tlsv1.2"]
+        if tls is not None
+        else []
+    )
     lines = [
         "# Written by `hub` from broker-config/; edit those files, not this one.",
         f"include_dir {config_dir / 'conf.d'}",
@@ -255,8 +264,10 @@ def render_config(
         f"persistence_location {layout.state_dir}/",
         "log_dest stderr",
         f"listener {mqtt_port} {tcp_bind}".rstrip(),
+        *tls_lines,
         f"listener {ws_port} {ws_bind}".rstrip(),
         "protocol websockets",
+        *tls_lines,
         "",
     ]
     layout.config_file.write_text("\n".join(lines), encoding="utf-8")

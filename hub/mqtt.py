@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 import uuid
 
 import aiomqtt
@@ -26,7 +27,13 @@ _REFUSED_LOGIN = frozenset({0x86, 0x87})
 
 
 async def login_accepted(
-    *, host: str, port: int, username: str, password: str, timeout: float = 5.0
+    *,
+    host: str,
+    port: int,
+    username: str,
+    password: str,
+    timeout: float = 5.0,
+    tls_context: ssl.SSLContext | None = None,
 ) -> bool:
     """Whether the broker accepts this login: connect with a throwaway client id and
     clean start, then disconnect. False when the broker refuses the credentials
@@ -40,6 +47,7 @@ async def login_accepted(
         protocol=aiomqtt.ProtocolVersion.V5,
         clean_start=True,
         timeout=timeout,
+        tls_context=tls_context,
     )
     try:
         async with client:

@@ -19,6 +19,7 @@ import functools
 import json
 import logging
 import random
+import ssl
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
@@ -77,6 +78,7 @@ class Relay(BackgroundService):
         ack_timeout: float = 30.0,
         leadership: Leadership | None = None,
         marker: Callable[[list[int], datetime], Future[Any]] | None = None,
+        tls_context: ssl.SSLContext | None = None,
     ) -> None:
         """``leadership``: how relays of several processes agree on one publisher;
         by default the one that fits the database behind ``sessions``. ``marker``:
@@ -87,6 +89,7 @@ class Relay(BackgroundService):
         self._read_sessions = read_sessions or sessions
         self._host = host
         self._port = port
+        self._tls_context = tls_context
         self._username = username
         self._password = password
         self._batch_size = batch_size
@@ -182,6 +185,7 @@ class Relay(BackgroundService):
             clean_start=True,
             keepalive=15,
             timeout=10,
+            tls_context=self._tls_context,
         )
         # A whole batch is in flight at once on purpose; don't warn about it.
         client.pending_calls_threshold = 2 * self._batch_size + 100

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import ssl
 import stat
 import subprocess
 import sys
@@ -150,3 +151,91 @@ def test_up_runs_everything_and_ctrl_c_stops_it(tmp_path: Path) -> None:
     assert code == 0
     assert not _port_open(ports["HUB_MQTT_PORT"])
     assert not _port_open(ports["HUB_HTTP_PORT"])
+
+
+def test_up_with_tls_serves_the_broker_and_the_api_encrypted_only(tmp_path: Path) -> None:
+    ports = {"HUB_HTTP_PORT": free_port(), "HUB_MQTT_PORT": free_port(), "HUB_WS_PORT": free_port()}
+    data = tmp_path / "var"
+    env = _env(data, **{k: str(v) for k, v in ports.items()})
+    log = (tmp_path / "up.log").open("wb")
+    proc = subprocess.Popen(
+        [*HUB, "up", "--tls"], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT
+    )
+    ca = data / "tls" / "ca.pem"
+    base = f"https://127.0.0.1:{ports['HUB_HTTP_PORT']}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None, (tmp_path / "up.log").read_text()
+            try:
+                trusted = ssl.create_default_context(cafile=str(ca))
+                if httpx.get(base + "/readyz", timeout=2, verify=trusted).status_code == 200:
+                    break
+            except (httpx.HTTPError, OSError):
+                pass
+            assert time.monotonic() < deadline, (tmp_path / "up.log").read_text()
+            time.sleep(0.2)
+        for key in ("ca-key.pem", "server-key.pem"):
+            assert stat.S_IMODE((data / "tls" / key).stat().st_mode) == 0o600
+        assert f"--cacert {ca}" in (tmp_path / "up.log").read_text()
+        # Without the CA the api's certificate is not trusted; plain HTTP is not served.
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(base + "/readyz", timeout=5)
+        with pytest.raises(httpx.HTTPError):
+            httpx.get(f"http://127.0.0.1:{ports['HUB_HTTP_PORT']}/readyz", timeout=5)
+        https = httpx.Client(base_url=base, verify=trusted, timeout=30)
+
+        def bearer(user: str, role: str) -> dict[str, str]:
+            body = {"tenant": "demo", "user": user, "roles": [role]}
+            return {
+                "Authorization": f"Bearer {https.post('/dev/token', json=body).json()['token']}"
+            }
+
+        creds = https.post("/realtime/credentials", headers=bearer("fd-1", "front_desk")).json()
+        assert creds["mqttUrl"] == f"mqtts://localhost:{ports['HUB_MQTT_PORT']}"
+        assert creds["websocketUrl"] == f"wss://localhost:{ports['HUB_WS_PORT']}/mqtt"
+
+        def probe(transport: str, ca_file: Path | None) -> Probe:
+            port = ports["HUB_WS_PORT" if transport == "websockets" else "HUB_MQTT_PORT"]
+            return Probe(
+                client_id=creds["clientId"],
+                username=creds["username"],
+                password=creds["password"],
+                port=port,
+                transport=transport,
+                ca_file=ca_file,
+            )
+
+        # A browser's connection (wss) with the issued credentials; the relay, over its
+        # own TLS connection, delivers a change to it.
+        browser = probe("websockets", ca)
+        assert not browser.connect().is_failure
+        assert browser.subscribe("tenants/demo/patients/#").value == 1
+        admin = bearer("ad-1", "admin")
+        made = https.post(
+            "/patients",
+            headers=admin,
+            json={"firstName": "Ada", "lastName": "Lovelace", "dateOfBirth": "1985-12-10"},
+        )
+        assert made.status_code == 201, made.text
+        changed = https.put(f"/patients/{made.json()['id']}", headers=admin, json={"phone": "5"})
+        assert changed.status_code == 200, changed.text
+        assert browser.wait_event("patient:updated").json()["tenant"] == "demo"
+        browser.close()
+        # A kiosk's or partner's connection (mqtts): with TLS it works, without it not.
+        device = probe("tcp", ca)
+        assert not device.connect().is_failure
+        device.close()
+        with pytest.raises((TimeoutError, OSError)):
+            probe("tcp", None).connect()
+        https.close()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            code = proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            pytest.fail("hub up did not stop on Ctrl-C")
+        log.close()
+    assert code == 0

@@ -94,3 +94,37 @@ def test_audit_rows_may_not_be_kept_shorter_than_events() -> None:
     with pytest.raises(ValidationError, match="HUB_AUDIT_RETENTION_DAYS"):
         Settings(replay_retention_days=60, audit_retention_days=30)
     assert Settings(replay_retention_days=60, audit_retention_days=60).audit_retention_days == 60
+
+
+def _production(**extra: object) -> Settings:
+    return Settings(
+        env="production",
+        database_url="postgresql+psycopg://h/db",
+        jwt_jwks_url="https://idp.invalid/jwks.json",
+        broker_admin_password=STRONG,
+        broker_service_password=STRONG,
+        **extra,  # type: ignore[arg-type]
+    )
+
+
+def test_production_refuses_plaintext_off_loopback(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match="plaintext broker listeners"):
+        _production(broker_bind_host="0.0.0.0")
+    with pytest.raises(ValidationError, match="plaintext HTTP"):
+        _production(http_host="10.1.2.3")
+    # Loopback only, TLS, or HTTPS terminated by a proxy in front of the api: accepted.
+    assert _production().mqtt_url == "mqtt://localhost:1883"
+    assert _production(http_host="0.0.0.0", http_behind_tls_proxy=True).http_behind_tls_proxy
+    cert, key = tmp_path / "c.pem", tmp_path / "k.pem"
+    tls = _production(
+        broker_bind_host="0.0.0.0", http_host="0.0.0.0", tls_cert_file=cert, tls_key_file=key
+    )
+    assert tls.mqtt_url == "mqtts://localhost:1883"
+    assert tls.websocket_url == "wss://localhost:9001/mqtt"
+
+
+def test_tls_certificate_and_key_come_together(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match="HUB_TLS_KEY_FILE"):
+        Settings(tls_cert_file=tmp_path / "c.pem")
+    with pytest.raises(ValidationError, match="HUB_TLS_CA_FILE"):
+        Settings(tls_ca_file=tmp_path / "ca.pem")

@@ -10,6 +10,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -45,7 +46,9 @@ class Probe:
         transport: str = "tcp",
         clean_start: bool = True,
         session_expiry: int | None = None,
+        ca_file: Path | None = None,
     ) -> None:
+        """``ca_file``: connect with TLS, verifying the broker against this CA."""
         self.port = port
         self.clean_start = clean_start
         self.session_expiry = session_expiry
@@ -57,6 +60,8 @@ class Probe:
         )
         if transport == "websockets":
             self.client.ws_set_options(path="/mqtt")
+        if ca_file is not None:
+            self.client.tls_set(ca_certs=str(ca_file))
         self.client.username_pw_set(username, password)
         self.client.reconnect_delay_set(min_delay=3600, max_delay=3600)
         self.messages: queue.Queue[Received] = queue.Queue()
