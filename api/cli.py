@@ -182,7 +182,7 @@ def _cmd_kiosk(args: argparse.Namespace) -> int:
     path = Path(args.secret_file).expanduser()
     try:
         if args.action == "enroll":
-            device = kiosk_device.enroll(args.api, args.code)
+            device = kiosk_device.enroll(args.api, args.code, ca_file=args.ca_file)
             device.save(path)
             print(
                 json.dumps({"tenant": device.tenant, "kioskId": device.kiosk_id, "file": str(path)})
@@ -195,12 +195,24 @@ def _cmd_kiosk(args: argparse.Namespace) -> int:
             date_of_birth=args.dob,
             mqtt_url=args.mqtt_url,
             timeout=args.timeout,
+            ca_file=args.ca_file,
         )
     except kiosk_device.DeviceError as exc:
         print(f"hub kiosk: {exc}", file=sys.stderr)
         return 2
     print(json.dumps(answer))
     return 0 if answer.get("ok") is True else 1
+
+
+def _ca_file_option(parser: Any) -> None:
+    from pathlib import Path
+
+    parser.add_argument(
+        "--ca-file",
+        type=Path,
+        help="the CA that signed the hub's TLS certificate (e.g. var/tls/ca.pem of "
+        "`hub up --tls`), when the system does not trust it",
+    )
 
 
 def _kiosk_parser(sub: Any) -> None:
@@ -217,6 +229,7 @@ def _kiosk_parser(sub: Any) -> None:
     check.add_argument("--mqtt-url", help="broker URL instead of the one the api hands out")
     check.add_argument("--timeout", type=float, default=10.0, help="seconds (default 10)")
     for p in (enroll, check):
+        _ca_file_option(p)
         p.add_argument(
             "--secret-file",
             default=str(DEFAULT_SECRET_FILE),
@@ -229,6 +242,7 @@ def _cmd_listen(args: argparse.Namespace) -> int:
     status: 0 after Ctrl-C or SIGTERM, 2 when the hub refuses the secret or the history."""
     import json
     import os
+    import ssl
 
     from hub_client import HistoryGoneError, HubClientError, HubSubscriber
 
@@ -251,7 +265,10 @@ def _cmd_listen(args: argparse.Namespace) -> int:
         task = asyncio.current_task()
         assert task is not None
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
-        async with HubSubscriber(args.api, secret, store=args.store, after=args.after) as events:
+        tls = ssl.create_default_context(cafile=str(args.ca_file)) if args.ca_file else None
+        async with HubSubscriber(
+            args.api, secret, store=args.store, after=args.after, tls_context=tls
+        ) as events:
             async for event in events:
                 sys.stdout.write(json.dumps(event, separators=(",", ":")) + "\n")
                 sys.stdout.flush()
@@ -298,6 +315,7 @@ def _listen_parser(sub: Any) -> None:
         "--store", default="partner.db", help="SQLite file with the watermark (default partner.db)"
     )
     listen.add_argument("-v", "--verbose", action="store_true", help="log connections to stderr")
+    _ca_file_option(listen)
 
 
 def main(argv: list[str] | None = None) -> int:

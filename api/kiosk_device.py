@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import ssl
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,10 +73,21 @@ def _error(r: httpx.Response) -> str:
         return r.text[:200]
 
 
-def enroll(api: str, code: str, *, timeout: float = 10.0) -> Device:
+def _verify(ca_file: Path | None) -> ssl.SSLContext | bool:
+    """How HTTPS and MQTT over TLS check the hub: against ``ca_file`` (a clinic's own
+    CA, or `hub up --tls`'s), else the system's trusted CAs."""
+    return ssl.create_default_context(cafile=str(ca_file)) if ca_file else True
+
+
+def enroll(api: str, code: str, *, timeout: float = 10.0, ca_file: Path | None = None) -> Device:
     api = api.rstrip("/")
     try:
-        r = httpx.post(f"{api}/kiosks/enroll", json={"enrollmentCode": code}, timeout=timeout)
+        r = httpx.post(
+            f"{api}/kiosks/enroll",
+            json={"enrollmentCode": code},
+            timeout=timeout,
+            verify=_verify(ca_file),
+        )
     except httpx.HTTPError as exc:
         raise DeviceError(f"cannot reach {api}: {exc}") from None
     if r.status_code != 201:
@@ -84,12 +96,15 @@ def enroll(api: str, code: str, *, timeout: float = 10.0) -> Device:
     return Device(api, body["tenant"], body["kioskId"], body["deviceSecret"])
 
 
-def credentials(device: Device, *, timeout: float = 10.0) -> dict[str, Any]:
+def credentials(
+    device: Device, *, timeout: float = 10.0, ca_file: Path | None = None
+) -> dict[str, Any]:
     try:
         r = httpx.post(
             f"{device.api}/kiosks/credentials",
             headers={"Authorization": f"Bearer {device.secret}"},
             timeout=timeout,
+            verify=_verify(ca_file),
         )
     except httpx.HTTPError as exc:
         raise DeviceError(f"cannot reach {device.api}: {exc}") from None
@@ -105,12 +120,16 @@ def check_in(
     date_of_birth: str,
     mqtt_url: str | None = None,
     timeout: float = 10.0,
+    ca_file: Path | None = None,
 ) -> dict[str, Any]:
     """Ask the hub over MQTT 5 and return its answer (``{"ok": ...}``)."""
-    creds = credentials(device, timeout=timeout)
+    creds = credentials(device, timeout=timeout, ca_file=ca_file)
     url = urlsplit(mqtt_url or creds["mqttUrl"])
-    if url.scheme not in ("mqtt", "tcp") or not url.hostname:
-        raise DeviceError(f"unsupported broker URL {url.geturl()!r} (mqtt://host:port)")
+    if url.scheme not in ("mqtt", "tcp", "mqtts", "ssl") or not url.hostname:
+        raise DeviceError(
+            f"unsupported broker URL {url.geturl()!r} (mqtts://host:port or mqtt://host:port)"
+        )
+    tls = url.scheme in ("mqtts", "ssl")
     correlation = uuid.uuid4().bytes
     answers: queue.Queue[dict[str, Any]] = queue.Queue()
     events: queue.Queue[tuple[str, Any]] = queue.Queue()
@@ -119,6 +138,8 @@ def check_in(
         CallbackAPIVersion.VERSION2, client_id=creds["clientId"], protocol=mqtt.MQTTv5
     )
     client.username_pw_set(creds["username"], creds["password"])
+    if tls:
+        client.tls_set(ca_certs=str(ca_file) if ca_file else None)
 
     def on_connect(c: Any, u: Any, flags: Any, rc: Any, props: Any) -> None:
         events.put(("connack", rc))
@@ -139,7 +160,7 @@ def check_in(
     client.on_subscribe = on_subscribe
     client.on_message = on_message
     try:
-        client.connect(url.hostname, url.port or 1883, clean_start=True)
+        client.connect(url.hostname, url.port or (8883 if tls else 1883), clean_start=True)
     except OSError as exc:
         raise DeviceError(f"cannot reach the broker at {url.geturl()}: {exc}") from None
     client.loop_start()

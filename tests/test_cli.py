@@ -3,13 +3,16 @@ embedded defaults and Ctrl-C stops all of it; `token` prints one JWT; `seed` see
 
 from __future__ import annotations
 
+import json
 import os
+import queue
 import signal
 import socket
 import ssl
 import stat
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -212,6 +215,29 @@ def test_up_with_tls_serves_the_broker_and_the_api_encrypted_only(tmp_path: Path
         assert not browser.connect().is_failure
         assert browser.subscribe("tenants/demo/patients/#").value == 1
         admin = bearer("ad-1", "admin")
+        # A partner's `hub listen` over HTTPS and mqtts, trusting the CA it is given.
+        partner = https.post(
+            "/partners",
+            headers=admin,
+            json={"id": "lab", "name": "Lab", "eventTypes": ["patient:updated"]},
+        ).json()
+        listen = subprocess.Popen(
+            [
+                *HUB,
+                "listen",
+                "--api",
+                base,
+                "--ca-file",
+                str(ca),
+                "--store",
+                str(tmp_path / "partner.db"),
+            ],
+            env={**env, "HUB_PARTNER_SECRET": partner["secret"]},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+        )
         made = https.post(
             "/patients",
             headers=admin,
@@ -222,6 +248,15 @@ def test_up_with_tls_serves_the_broker_and_the_api_encrypted_only(tmp_path: Path
         assert changed.status_code == 200, changed.text
         assert browser.wait_event("patient:updated").json()["tenant"] == "demo"
         browser.close()
+        lines: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=lambda: lines.put(listen.stdout.readline()), daemon=True).start()  # type: ignore[union-attr]
+        try:
+            heard = json.loads(lines.get(timeout=60))
+        finally:
+            listen.send_signal(signal.SIGINT)
+            _, err = listen.communicate(timeout=30)
+        assert heard["type"] == "patient:updated", err
+        assert listen.returncode == 0, err
         # A kiosk's or partner's connection (mqtts): with TLS it works, without it not.
         device = probe("tcp", ca)
         assert not device.connect().is_failure

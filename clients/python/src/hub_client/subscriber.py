@@ -101,7 +101,7 @@ class HubSubscriber:
         self._timeout = timeout
         self._backoff = backoff or Backoff()
         self._mqtt_url = mqtt_url
-        # For mqtts:// brokers: the system's trusted CAs unless given (a private CA).
+        # For https:// and mqtts://: the system's trusted CAs unless given (a private CA).
         self._tls_context = tls_context
 
         self._entered = False
@@ -158,7 +158,7 @@ class HubSubscriber:
                 recent=RecentIds(self._store.max_ids, self._store.recent_ids()),
                 max_buffer=self._max_buffer,
             )
-            self._http = httpx.AsyncClient(timeout=self._timeout)
+            self._http = httpx.AsyncClient(timeout=self._timeout, verify=self._tls_context or True)
             # Fail fast, before the body runs, when the secret is refused.
             self._creds = await self._fetch_credentials()
             self._task = asyncio.create_task(self._maintain(), name="hub-client-connection")
