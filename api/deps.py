@@ -62,7 +62,7 @@ async def principal_from_header(runtime: Runtime, authorization: str) -> Princip
     return await verified(runtime, token)
 
 
-async def get_principal(
+async def get_signed_in(
     runtime: RuntimeDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
@@ -71,6 +71,25 @@ async def get_principal(
     return await verified(runtime, credentials.credentials)
 
 
+# Anyone with a valid token, even with no role the hub knows (an identity provider's
+# "nurse" that nobody mapped): only their own notifications and alerts.
+SignedIn = Annotated[Principal, Depends(get_signed_in)]
+
+
+def _staff(principal: Principal) -> Principal:
+    if not principal.roles:
+        raise Forbidden(
+            "this token has no role of the hub (front_desk, provider, billing, admin, "
+            "service); an admin can map the identity provider's roles (HUB_JWT_ROLE_MAP)"
+        )
+    return principal
+
+
+async def get_principal(principal: SignedIn) -> Principal:
+    return _staff(principal)
+
+
+# A signed-in user with at least one of the hub's roles: what reads clinic data needs.
 CurrentUser = Annotated[Principal, Depends(get_principal)]
 
 
@@ -93,7 +112,7 @@ async def get_event_reader(
         raise Unauthorized("missing bearer token")
     token = credentials.credentials
     if not is_access_token(token):
-        user = await verified(runtime, token)
+        user = _staff(await verified(runtime, token))
         return EventReader(user.tenant, user.sub, "user", None)
 
     def check() -> list[str] | None:

@@ -105,10 +105,11 @@ async def _unauthorized(request: Request) -> JSONResponse | None:
 
 
 def _needs_token(dependant: Any) -> bool:
-    from api.deps import get_principal  # deps imports this module
+    from api.deps import get_event_reader, get_signed_in  # deps imports this module
 
     return any(
-        d.call is get_principal or _needs_token(d) for d in getattr(dependant, "dependencies", [])
+        d.call in (get_signed_in, get_event_reader) or _needs_token(d)
+        for d in getattr(dependant, "dependencies", [])
     )
 
 

@@ -59,26 +59,24 @@ class Runtime:
 
 
 def build_verifier(settings: Settings) -> TokenVerifier:
-    if settings.jwt_jwks_url:
-        return TokenVerifier(
-            algorithms=settings.jwt_algorithms,
-            jwks_url=settings.jwt_jwks_url,
-            issuer=settings.jwt_issuer,
-            audience=settings.jwt_audience,
-        )
-    if settings.jwt_public_key or settings.jwt_public_key_file:
-        key = settings.jwt_public_key or Path(settings.jwt_public_key_file or "").read_text()
-        return TokenVerifier(
-            algorithms=settings.jwt_algorithms,
-            key=key,
-            issuer=settings.jwt_issuer,
-            audience=settings.jwt_audience,
-        )
-    secret = settings.resolved_jwt_secret
-    if secret is None:
-        raise ValueError("no way to verify tokens is configured")
+    key: str | None = None
+    algorithms = settings.jwt_algorithms
+    if settings.jwt_jwks_url is None:
+        if settings.jwt_public_key or settings.jwt_public_key_file:
+            key = settings.jwt_public_key or Path(settings.jwt_public_key_file or "").read_text()
+        else:
+            key = settings.resolved_jwt_secret
+            algorithms = ["HS256"]
+            if key is None:
+                raise ValueError("no way to verify tokens is configured")
     return TokenVerifier(
-        algorithms=["HS256"], key=secret, issuer=settings.jwt_issuer, audience=settings.jwt_audience
+        algorithms=algorithms,
+        key=key,
+        jwks_url=settings.jwt_jwks_url,
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        roles_claim=settings.jwt_roles_claim,
+        role_map=settings.jwt_role_map,
     )
 
 

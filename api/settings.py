@@ -12,6 +12,7 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from hub.secretfiles import load_or_create_secret
+from hub.tokens import ROLES
 
 DEFAULT_CRITICAL_DIAGNOSES = (
     "malignant melanoma",
@@ -59,6 +60,12 @@ class Settings(BaseSettings):
     jwt_algorithms: list[str] = Field(default_factory=lambda: ["RS256", "ES256"])
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
+    # Where an identity provider's tokens hold their roles (a dotted path for nested
+    # claims) and how its role names map to the hub's (JSON, {"physician": "provider"}).
+    # Roles the hub does not know are ignored; a token with none may still read its own
+    # notifications.
+    jwt_roles_claim: str = Field(default="roles", min_length=1, max_length=100)
+    jwt_role_map: dict[str, str] = Field(default_factory=dict)
 
     # Broker accounts; in development they come from the data directory.
     broker_admin_username: str = "hub-admin"
@@ -161,6 +168,16 @@ class Settings(BaseSettings):
         if value is not None and _TOKEN_SHAPE.fullmatch(value):
             raise ValueError("a broker account password must not have the shape a.b.c of a token")
         return value
+
+    @model_validator(mode="after")
+    def _role_map_names_hub_roles(self) -> Settings:
+        unknown = sorted({r for r in self.jwt_role_map.values() if r not in ROLES})
+        if unknown:
+            raise ValueError(
+                f"HUB_JWT_ROLE_MAP maps to roles the hub does not have: {', '.join(unknown)} "
+                f"(roles: {', '.join(sorted(ROLES))})"
+            )
+        return self
 
     @model_validator(mode="after")
     def _tls_files_go_together(self) -> Settings:

@@ -75,6 +75,11 @@ def session_acl(tenant: str, user_id: str) -> tuple[AclRule, ...]:
     )
 
 
+def notifications_acl(tenant: str, user_id: str) -> tuple[AclRule, ...]:
+    """A session of a user with no role of the hub: its own notifications only."""
+    return (AclRule("allow", "subscribe", user_filter(tenant, user_id)), DENY_ALL)
+
+
 def kiosk_acl(tenant: str, kiosk_id: str) -> tuple[AclRule, ...]:
     """A kiosk publishes its requests and reads its responses: nothing else."""
     return (

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -54,7 +55,16 @@ class TokenVerifier:
         issuer: str | None = None,
         audience: str | None = None,
         leeway: float = 0.0,
+        roles_claim: str = "roles",
+        role_map: Mapping[str, str] | None = None,
     ) -> None:
+        """``roles_claim``: where the token holds its roles, a dotted path for nested
+        claims (``realm_access.roles``). ``role_map``: an identity provider's role names
+        to the hub's (``{"physician": "provider"}``). Roles the hub does not know are
+        ignored, not refused."""
+        unknown = {v for v in (role_map or {}).values() if v not in ROLES}
+        if unknown:
+            raise ValueError(f"the role map names roles the hub does not have: {sorted(unknown)}")
         if not algorithms or any(a.lower() == "none" for a in algorithms):
             raise ValueError("a non-empty algorithm list without 'none' is required")
         if (key is None) == (jwks_url is None):
@@ -65,6 +75,8 @@ class TokenVerifier:
         self._issuer = issuer
         self._audience = audience
         self._leeway = leeway
+        self._roles_claim = roles_claim.split(".")
+        self._role_map = dict(role_map or {})
         self._cache: dict[str, tuple[float, Principal]] = {}
         self._cache_lock = threading.Lock()
 
@@ -121,27 +133,36 @@ class TokenVerifier:
             raise TokenError("token expired") from None
         except jwt.PyJWTError as exc:
             raise TokenError(f"invalid token: {exc}") from None
-        return _principal(claims)
+        return _principal(claims, self._roles(claims))
+
+    def _roles(self, claims: dict[str, Any]) -> frozenset[str]:
+        """The hub's roles in the token: its role names mapped, unknown ones dropped. A
+        missing claim means no role; a claim of another shape is an invalid token."""
+        value: Any = claims
+        for part in self._roles_claim:
+            value = value.get(part) if isinstance(value, dict) else None
+        if value is None:
+            return frozenset()
+        if isinstance(value, str):
+            value = value.split()  # a space-separated list, as in OAuth's "scope"
+        if not isinstance(value, list) or not all(isinstance(r, str) for r in value):
+            raise TokenError("invalid token: the roles claim is not a list of strings")
+        mapped = (self._role_map.get(r, r) for r in value)
+        return frozenset(r for r in mapped if r in ROLES)
 
 
-def _principal(claims: dict[str, Any]) -> Principal:
-    sub, tenant, roles = claims.get("sub"), claims.get("tenant"), claims.get("roles")
+def _principal(claims: dict[str, Any], roles: frozenset[str]) -> Principal:
+    sub, tenant = claims.get("sub"), claims.get("tenant")
     if not isinstance(sub, str) or not _SUB_RE.fullmatch(sub):
         raise TokenError("invalid token: bad 'sub' claim")
     try:
         validate_tenant(tenant)  # type: ignore[arg-type]
     except ValueError:
         raise TokenError("invalid token: bad 'tenant' claim") from None
-    if (
-        not isinstance(roles, list)
-        or not roles
-        or not all(isinstance(r, str) and r in ROLES for r in roles)
-    ):
-        raise TokenError("invalid token: 'roles' must be a non-empty list of known roles")
     return Principal(
         sub=sub,
         tenant=str(tenant),
-        roles=frozenset(roles),
+        roles=roles,
         expires_at=datetime.fromtimestamp(int(claims["exp"]), UTC),
     )
 

@@ -5,7 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
-from api.deps import CurrentUser, DbSession
+from api.deps import DbSession, SignedIn
 from api.domain import notifications as domain
 from api.routers.listing import Limit
 from api.schemas import NotificationOut, NotificationPage
@@ -15,7 +15,7 @@ router = APIRouter(prefix="/notifications", tags=["notifications"])
 
 @router.get("", response_model=NotificationPage)
 def list_notifications(
-    user: CurrentUser,
+    user: SignedIn,
     db: DbSession,
     unacknowledged: Annotated[bool, Query(description="only the open ones")] = False,
     limit: Limit = 100,
@@ -29,7 +29,7 @@ def list_notifications(
 
 
 @router.post("/{notification_id}/ack", response_model=NotificationOut)
-def acknowledge(notification_id: str, user: CurrentUser, db: DbSession) -> JSONResponse:
+def acknowledge(notification_id: str, user: SignedIn, db: DbSession) -> JSONResponse:
     n = domain.acknowledge(
         db, tenant=user.tenant, user_id=user.sub, notification_id=notification_id
     )

@@ -7,9 +7,10 @@ from typing import Any
 import anyio.to_thread
 from fastapi import APIRouter, Body, Response
 
-from api.deps import CurrentUser, DbSession, RuntimeDep
+from api.deps import DbSession, RuntimeDep, SignedIn
 from api.errors import Invalid, NotFound
 from api.schemas import CredentialsOut, CredentialsRequest
+from hub.broker_tokens import notifications_acl
 from hub.credentials import SessionNotFoundError
 from hub.outbox import latest_seq
 from hub.topics import tenant_prefix
@@ -19,13 +20,15 @@ router = APIRouter(prefix="/realtime", tags=["realtime"])
 
 @router.post("/credentials", response_model=CredentialsOut)
 async def issue_credentials(
-    user: CurrentUser,
+    user: SignedIn,
     runtime: RuntimeDep,
     db: DbSession,
     body: CredentialsRequest | None = Body(default=None),  # noqa: B008
 ) -> CredentialsOut:
     """New credentials; or, with ``clientId`` of a live session of the caller, a new
-    password and expiry for that same client id (its persistent session survives)."""
+    password and expiry for that same client id (its persistent session survives). A
+    user with no role of the hub gets a session that reads its own notifications only."""
+    acl = None if user.roles else notifications_acl(user.tenant, user.sub)
     try:
         if body is not None and body.client_id:
             issued = await runtime.issuer.renew(
@@ -33,10 +36,11 @@ async def issue_credentials(
                 user_id=user.sub,
                 client_id=body.client_id,
                 not_after=user.expires_at,
+                acl=acl,
             )
         else:
             issued = await runtime.issuer.issue(
-                tenant=user.tenant, user_id=user.sub, not_after=user.expires_at
+                tenant=user.tenant, user_id=user.sub, not_after=user.expires_at, acl=acl
             )
     except SessionNotFoundError:
         raise NotFound("no live session with that clientId for this user") from None
@@ -55,7 +59,7 @@ async def issue_credentials(
 
 
 @router.delete("/credentials/{client_id}", status_code=204)
-async def revoke_credentials(client_id: str, user: CurrentUser, runtime: RuntimeDep) -> Response:
+async def revoke_credentials(client_id: str, user: SignedIn, runtime: RuntimeDep) -> Response:
     """Revoke a browser session: the caller's own, or any of the tenant's for an
     admin. The broker disconnects it at once. Kiosks and partners are not sessions:
     they are disabled or removed through their own routes, which also refuse their

@@ -44,8 +44,8 @@ def test_dev_token_round_trip() -> None:
             {k: v for k, v in _claims().items() if k != "tenant"}, SECRET, algorithm="HS256"
         ),
         jwt.encode(_claims(tenant="ACME/#"), SECRET, algorithm="HS256"),
-        jwt.encode(_claims(roles=["superuser"]), SECRET, algorithm="HS256"),
-        jwt.encode(_claims(roles=[]), SECRET, algorithm="HS256"),
+        jwt.encode(_claims(roles=7), SECRET, algorithm="HS256"),
+        jwt.encode(_claims(roles=["front_desk", 7]), SECRET, algorithm="HS256"),
         jwt.encode(_claims(sub="u/1"), SECRET, algorithm="HS256"),
         "not-a-jwt",
     ],
@@ -56,8 +56,8 @@ def test_dev_token_round_trip() -> None:
         "no-exp",
         "no-tenant",
         "bad-tenant",
-        "unknown-role",
-        "no-roles",
+        "roles-not-a-list",
+        "role-not-a-string",
         "bad-sub",
         "garbage",
     ],
@@ -142,3 +142,34 @@ def test_mint_refuses_bad_input() -> None:
     assert mint_dev_token(
         secret=SECRET, tenant="acme", user="u-1", roles=["admin"], ttl=timedelta(seconds=60)
     )
+
+
+def test_roles_the_hub_does_not_know_are_ignored_not_refused() -> None:
+    verifier = TokenVerifier(algorithms=["HS256"], key=SECRET)
+    for roles, expected in (
+        (["nurse", "front_desk"], {"front_desk"}),
+        (["superuser"], set()),
+        ([], set()),
+        ("provider billing", {"provider", "billing"}),  # a space-separated claim
+    ):
+        token = jwt.encode(_claims(roles=roles), SECRET, algorithm="HS256")
+        assert verifier.verify(token).roles == expected, roles
+    no_claim = {k: v for k, v in _claims().items() if k != "roles"}
+    assert verifier.verify(jwt.encode(no_claim, SECRET, algorithm="HS256")).roles == set()
+
+
+def test_an_identity_providers_roles_are_mapped_from_a_nested_claim() -> None:
+    verifier = TokenVerifier(
+        algorithms=["HS256"],
+        key=SECRET,
+        roles_claim="realm_access.roles",
+        role_map={"physician": "provider", "nurse": "front_desk"},
+    )
+    claims = {k: v for k, v in _claims().items() if k != "roles"}
+    claims["realm_access"] = {"roles": ["physician", "nurse", "offline_access"]}
+    principal = verifier.verify(jwt.encode(claims, SECRET, algorithm="HS256"))
+    assert principal.roles == {"provider", "front_desk"}
+    # The top-level claim is not read when another one is configured.
+    assert verifier.verify(jwt.encode(_claims(), SECRET, algorithm="HS256")).roles == set()
+    with pytest.raises(ValueError, match="roles the hub does not have"):
+        TokenVerifier(algorithms=["HS256"], key=SECRET, role_map={"nurse": "root"})
