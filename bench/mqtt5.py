@@ -169,6 +169,8 @@ class Connection:
         self.ws = ws
         self._raw = bytearray()  # bytes from the socket (WebSocket frames when ws)
         self._mqtt = bytearray()  # MQTT bytes not yet parsed
+        # Packets read while waiting for a CONNACK or SUBACK, handed to ``run``.
+        self._early: list[tuple[int, bytes]] = []
         self.receive_maximum = 65535
 
     @classmethod
@@ -290,12 +292,19 @@ class Connection:
 
     async def _expect(self, ptype: int) -> bytes:
         while True:
-            for first, body in await self.read_packets():
+            packets = await self.read_packets()
+            for i, (first, body) in enumerate(packets):
                 if first >> 4 == ptype:
+                    # What came with it or before it (a session's queued PUBLISHes,
+                    # sent right after the CONNACK) is for ``run``: dropped, their
+                    # PUBACKs would never go and the broker's in-flight window would
+                    # fill up, stopping every later delivery.
+                    self._early += [p for p in packets[:i] + packets[i + 1 :]]
                     return body
                 if first >> 4 == DISCONNECT:
                     code = body[0] if body else 0
                     raise MqttError(f"DISCONNECT 0x{code:02x} while waiting for {ptype}")
+                self._early.append((first, body))
 
     async def handshake(
         self,
@@ -372,7 +381,8 @@ class Connection:
         try:
             while True:
                 acks = bytearray()
-                for first, body in await self.read_packets():
+                early, self._early = self._early, []
+                for first, body in early or await self.read_packets():
                     ptype = first >> 4
                     if ptype == PUBLISH:
                         pub = parse_publish(first, body)
