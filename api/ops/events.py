@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -126,8 +127,13 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return OK
 
 
+def _stop(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def cmd_tail(args: argparse.Namespace) -> int:
     prog = "hub events tail"
+    signal.signal(signal.SIGTERM, _stop)  # like Ctrl-C: a service manager's stop
     engine, sessions = open_database(load_settings(), read_only=True)
     try:
         with sessions() as session:
