@@ -9,26 +9,26 @@ messages to stderr.
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
-from typing import Any
 
-from sqlalchemy.exc import DBAPIError
+from api.ops.parsers import add_parsers
 
-from api.ops import check, events, sessions
-from api.ops.common import FAILED, CommandError
-
-
-def add_parsers(sub: Any) -> None:
-    events.add_parser(sub)
-    sessions.add_parser(sub)
-    check.add_parser(sub)
+__all__ = ["add_parsers", "run"]
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run the command ``args.handler`` names: ``(module in api.ops, function)``."""
+    from sqlalchemy.exc import DBAPIError
+
+    from api.ops.common import FAILED, CommandError
+
     prog = " ".join(filter(None, ["hub", args.command, getattr(args, "action", None)]))
+    module, name = args.handler
+    handler = getattr(importlib.import_module(f"api.ops.{module}"), name)
     try:
-        status: int = args.handler(args)
+        status: int = handler(args)
     except CommandError as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return exc.status

@@ -230,11 +230,3 @@ def cmd_check(args: argparse.Namespace) -> int:
     _guard(report, "broker", lambda: _check_broker(report, settings))
     _guard(report, "keys", lambda: _check_keys(report, settings))
     return FAILED if report.failed else OK
-
-
-def add_parser(sub: Any) -> None:
-    check = sub.add_parser(
-        "check",
-        help="check configuration, database, broker, keys, clock and relay (exit 1 on FAIL)",
-    )
-    check.set_defaults(handler=cmd_check)

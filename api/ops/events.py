@@ -19,55 +19,10 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.ops.common import OK, checked_tenant, load_settings, note, open_database
-from hub.catalog import CATALOG
 from hub.outbox import ReplayPage, latest_seq, replay
 
 PAGE = 1000  # events per query
 PROGRESS_EVERY = 10_000  # replayed events between progress notes
-
-
-def event_types(text: str) -> list[str]:
-    """``--types a,b``: catalog names, each known."""
-    names = [t.strip() for t in text.split(",") if t.strip()]
-    if not names:
-        raise argparse.ArgumentTypeError("give at least one event type")
-    unknown = [t for t in names if t not in CATALOG]
-    if unknown:
-        raise argparse.ArgumentTypeError(
-            f"unknown event type(s) {', '.join(unknown)} "
-            "(the catalog: GET /events/catalog or docs/events.md)"
-        )
-    return names
-
-
-def seq(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a seq: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError("a seq is 0 or more")
-    return value
-
-
-def interval(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0.05 <= value <= 60:
-        raise argparse.ArgumentTypeError("between 0.05 and 60 seconds")
-    return value
-
-
-def positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be 1 or more")
-    return value
 
 
 def _write(events: Sequence[dict[str, Any]]) -> None:
@@ -158,31 +113,3 @@ def cmd_tail(args: argparse.Namespace) -> int:
         return OK
     finally:
         engine.dispose()
-
-
-def add_parser(sub: Any) -> None:
-    events = sub.add_parser(
-        "events",
-        help="a tenant's committed events as JSON lines, from the database (PHI: operators only)",
-        description="Read a tenant's committed events from the database and print them as "
-        "JSON lines on stdout. Events contain protected health information: for operators "
-        "who have access to the database.",
-    )
-    actions = events.add_subparsers(dest="action", required=True)
-    tail = actions.add_parser("tail", help="print new events as they commit, until Ctrl-C")
-    tail.add_argument(
-        "--after", type=seq, help="start after this seq (default: the tenant's latest now)"
-    )
-    tail.add_argument(
-        "--interval", type=interval, default=0.5, help="seconds between polls (default 0.5)"
-    )
-    tail.set_defaults(handler=cmd_tail)
-    rep = actions.add_parser("replay", help="print committed events after a seq, then exit")
-    rep.add_argument("--after", type=seq, default=0, help="events with a higher seq (default 0)")
-    rep.add_argument("--limit", type=positive, help="at most this many events (default all)")
-    rep.set_defaults(handler=cmd_replay)
-    for p in (tail, rep):
-        p.add_argument("--tenant", required=True)
-        p.add_argument(
-            "--types", type=event_types, help="comma-separated event types, e.g. claim:denied"
-        )

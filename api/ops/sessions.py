@@ -37,7 +37,6 @@ from hub.db import utcnow
 from hub.envelope import iso_utc
 from hub.errors import BrokerUnavailableError
 
-KINDS = ("session", "kiosk", "partner")
 # Who revoked, as the audit trail names it.
 OPERATOR: tuple[str, ActorKind] = ("operator", "hub")
 # How long a command waits for the broker's admin login.
@@ -169,27 +168,3 @@ def cmd_revoke(args: argparse.Namespace) -> int:
     settings = load_settings()
     _require_broker_secrets(settings)
     return asyncio.run(_revoke(args, settings))
-
-
-def add_parser(sub: Any) -> None:
-    sessions = sub.add_parser("sessions", help="broker sessions: list, revoke")
-    actions = sessions.add_subparsers(dest="action", required=True)
-    lst = actions.add_parser("list", help="the tenant's live broker sessions")
-    lst.add_argument("--tenant", required=True)
-    lst.add_argument("--kind", choices=KINDS)
-    lst.add_argument("--all", action="store_true", help="also revoked and expired ones")
-    lst.add_argument("--json", action="store_true", help="JSON lines instead of a table")
-    lst.set_defaults(handler=cmd_list)
-    rev = actions.add_parser(
-        "revoke",
-        help="revoke sessions now (the broker disconnects them)",
-        description="Revoke broker sessions as the api does: committed with an audit row "
-        "(actor 'operator'), then sent to the broker. Kiosks and partners are better "
-        "disabled or removed through the api: a revocation only lasts until the "
-        "credential would have expired.",
-    )
-    rev.add_argument("--tenant", required=True)
-    rev.add_argument("client_ids", nargs="*", metavar="CLIENT_ID")
-    rev.add_argument("--user", help="every live session of this user, kiosk or partner id")
-    rev.add_argument("--all-of-kind", choices=KINDS, help="every live session of this kind")
-    rev.set_defaults(handler=cmd_revoke)
