@@ -138,6 +138,7 @@ async def _revoke(args: argparse.Namespace, settings: Settings) -> int:
         if not targets:
             note(prog, "nothing to revoke")
             return FAILED
+        note(prog, f"revoking {len(targets)} session(s) in tenant {tenant}")
         admin = broker_admin(settings, timeout=BROKER_WAIT_SECONDS)
         signer = TokenSigner(key_ring(settings), issuer=settings.broker_token_issuer)
         issuer = credential_issuer(settings, admin=admin, signer=signer, sessions=sessions)
