@@ -1,4 +1,5 @@
-"""The ``hub`` command: ``up``, ``token``, ``seed``, ``keys``, ``kiosk``, ``listen``."""
+"""The ``hub`` command: ``up``, ``token``, ``seed``, ``keys``, ``kiosk``, ``listen``, and
+the operator's ``events``, ``sessions`` and ``check`` (api/ops)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import sys
 from datetime import timedelta
 from typing import Any
 
+from api import ops
 from api.settings import Settings
 
 
@@ -339,7 +341,10 @@ def main(argv: list[str] | None = None) -> int:
     keys.add_argument("action", choices=["list", "rotate"])
     _kiosk_parser(sub)
     _listen_parser(sub)
+    ops.add_parsers(sub)
     args = parser.parse_args(argv)
+    if hasattr(args, "handler"):
+        return ops.run(args)
     handler = {
         "up": _cmd_up,
         "token": _cmd_token,

@@ -151,6 +151,37 @@ def broker_passwords(settings: Settings) -> tuple[str, str]:
     )
 
 
+def broker_admin(settings: Settings, *, timeout: float = 5.0) -> DynsecAdmin:
+    """The broker's admin connection (Dynamic Security and the token plugin's
+    revocations), as the api and the operator's commands use it."""
+    admin_password, _ = broker_passwords(settings)
+    return DynsecAdmin(
+        host=settings.mqtt_host,
+        port=settings.mqtt_port,
+        username=settings.broker_admin_username,
+        password=admin_password,
+        timeout=timeout,
+        tls_context=broker_tls_context(settings),
+    )
+
+
+def credential_issuer(
+    settings: Settings,
+    *,
+    admin: DynsecAdmin,
+    signer: TokenSigner,
+    sessions: sessionmaker[Session],
+) -> CredentialIssuer:
+    return CredentialIssuer(
+        admin=admin,
+        signer=signer,
+        sessions=sessions,
+        ttl=timedelta(seconds=settings.session_ttl_seconds),
+        max_sessions_per_user=settings.max_sessions_per_user,
+        generation=lambda: admin.generation,
+    )
+
+
 async def _bootstrap_broker(rt: Runtime, service_password: str) -> None:
     """Idempotent, at every start: tighten the default ACLs and make sure the relay's
     account exists and takes the configured password (set only if the broker refuses
@@ -297,25 +328,12 @@ async def running(settings: Settings) -> AsyncIterator[Runtime]:
     engine = make_engine(url, **pool)
     sessions = make_sessionmaker(engine)
     read_sessions = make_sessionmaker(engine, read_only=True)
-    admin_password, service_password = broker_passwords(settings)
-    admin = DynsecAdmin(
-        host=settings.mqtt_host,
-        port=settings.mqtt_port,
-        username=settings.broker_admin_username,
-        password=admin_password,
-        tls_context=broker_tls_context(settings),
-    )
+    _, service_password = broker_passwords(settings)
+    admin = broker_admin(settings)
     keys = key_ring(settings)
     keys.write_jwks(settings.resolved_jwks_file)
     signer = TokenSigner(keys, issuer=settings.broker_token_issuer)
-    issuer = CredentialIssuer(
-        admin=admin,
-        signer=signer,
-        sessions=sessions,
-        ttl=timedelta(seconds=settings.session_ttl_seconds),
-        max_sessions_per_user=settings.max_sessions_per_user,
-        generation=lambda: admin.generation,
-    )
+    issuer = credential_issuer(settings, admin=admin, signer=signer, sessions=sessions)
     writer = EventWriter(
         engine, known_patients=known_patients, max_pending=settings.writer_max_pending
     )

@@ -113,6 +113,12 @@ class CredentialIssuer(BackgroundService):
         self._generation = generation or (lambda: 0)
         self._resync = asyncio.Event()
 
+    @property
+    def resend_pending(self) -> bool:
+        """Whether a revocation the broker did not confirm waits to be sent again
+        (by this issuer's sync task, or by the next one to start)."""
+        return self._resync.is_set()
+
     async def _db(self, fn: Callable[[Session], T]) -> T:
         def run() -> T:
             with self._sessions.begin() as session:
