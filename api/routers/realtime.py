@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import anyio.to_thread
-from fastapi import APIRouter, Body, Response
+from fastapi import APIRouter, Body, Request, Response
 
 from api.deps import CurrentUser, DbSession, RuntimeDep
 from api.errors import Invalid, NotFound
+from api.rate_limits import rate_limits
 from api.schemas import CredentialsOut, CredentialsRequest
 from hub.credentials import SessionNotFoundError
 from hub.outbox import latest_seq
@@ -22,10 +23,13 @@ async def issue_credentials(
     user: CurrentUser,
     runtime: RuntimeDep,
     db: DbSession,
+    request: Request,
     body: CredentialsRequest | None = Body(default=None),  # noqa: B008
 ) -> CredentialsOut:
     """New credentials; or, with ``clientId`` of a live session of the caller, a new
-    password and expiry for that same client id (its persistent session survives)."""
+    password and expiry for that same client id (its persistent session survives).
+    Both count against the caller's credentials rate limit."""
+    rate_limits(request).check("credentials", tenant=user.tenant, caller="user", caller_id=user.sub)
     try:
         if body is not None and body.client_id:
             issued = await runtime.issuer.renew(
