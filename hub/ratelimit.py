@@ -37,8 +37,8 @@ class Rate:
 class TokenBuckets:
     """One bucket per key, all with the same ``rate``. A bucket idle long enough to be
     full again is the same as no bucket, so it is dropped (a sweep at most once per
-    refill time, or when ``max_keys`` is reached); beyond ``max_keys`` live buckets the
-    oldest created are dropped, which only ever lets a key through sooner."""
+    refill time, or when ``max_keys`` is reached); at ``max_keys`` live buckets the
+    oldest created tenth is dropped, which only ever lets a key through sooner."""
 
     def __init__(
         self,
@@ -97,8 +97,9 @@ class TokenBuckets:
         idle = [k for k, (_, then) in self._buckets.items() if then <= full_since]
         for k in idle:
             del self._buckets[k]
-        excess = len(self._buckets) - self.max_keys + 1
-        if excess > 0:
+        if len(self._buckets) >= self.max_keys:
+            # A tenth at once, so that a full table is not swept again at every new key.
+            excess = len(self._buckets) - self.max_keys + max(1, self.max_keys // 10)
             for k in list(self._buckets)[:excess]:  # oldest created first
                 del self._buckets[k]
 
