@@ -15,6 +15,7 @@ from api.domain.appointments import Clinic
 from api.errors import install_error_handlers
 from api.fastpath import PublishFastPath
 from api.limits import BodySizeLimit
+from api.rate_limits import RateLimits, WriteLimit
 from api.routers import (
     appointments,
     audit,
@@ -77,11 +78,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.clinic = Clinic(settings.clinic_timezone)
+    app.state.rate_limits = RateLimits(settings)
     install_error_handlers(app)
+    for router in (health, realtime, events, kiosks, partners, audit):
+        app.include_router(router.router)
+    # The domain routes: each POST, PUT, PATCH or DELETE counts as one write.
     for router in (
-        health,
-        realtime,
-        events,
         notifications,
         patients,
         appointments,
@@ -91,11 +93,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         payments,
         prior_auths,
         directory,
-        kiosks,
-        partners,
-        audit,
     ):
-        app.include_router(router.router)
+        app.include_router(router.router, dependencies=[WriteLimit])
     if settings.development:
         app.include_router(dev.router)
     web = settings.web_dist_dir or DEFAULT_WEB_DIST

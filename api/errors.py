@@ -61,6 +61,16 @@ class Gone(ApiError):
     status, code = 410, "gone"
 
 
+class RateLimited(ApiError):
+    """Over a rate limit (api.rate_limits): nothing was done; retry after the delay."""
+
+    status, code = 429, "rate_limited"
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 def error_response(
     status: int,
     code: str,
@@ -116,6 +126,10 @@ def _needs_token(dependant: Any) -> bool:
 def error_for(exc: Exception) -> JSONResponse | None:
     """The JSON error for one of the hub's own exceptions, None for anything else.
     Shared by the exception handlers and the publishing fast path (api.fastpath)."""
+    if isinstance(exc, RateLimited):
+        return error_response(
+            429, exc.code, exc.message, headers={"Retry-After": str(exc.retry_after)}
+        )
     if isinstance(exc, ApiError):
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
         return error_response(exc.status, exc.code, exc.message, exc.details, headers)

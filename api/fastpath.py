@@ -8,7 +8,8 @@ two routes, with the same answers as the routes in api/routers/events.py, which 
 for the OpenAPI schema and for any request the fast path passes on (a body not
 declared as JSON, or an empty one): the same checks in the same order (malformed
 JSON, then the token, then the role, then the body), the same error bodies
-(``api.errors.error_for``), the same 202 bodies.
+(``api.errors.error_for``), the same 202 bodies, the same rate limit (after the body,
+counting a batch's events: one lookup per bucket and some arithmetic).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from api.deps import principal_from_header
 from api.errors import Forbidden, _clean, _malformed, error_for, error_response
 from api.limits import route_path
+from api.rate_limits import RateLimits
 from api.routers.events import PUBLISHERS, _prepare_all, _published
 from api.runtime import Runtime
 from api.schemas import PublishBatch, PublishEvent
@@ -66,9 +68,10 @@ class PublishFastPath:
             # Not an object: FastAPI's own validation messages, from the route.
             await self.app(scope, _replay(body, receive), send)
             return
-        runtime: Runtime = scope["app"].state.runtime
+        state = scope["app"].state
+        runtime: Runtime = state.runtime
         try:
-            response = await self._answer(runtime, headers, data, *route)
+            response = await self._answer(runtime, state.rate_limits, headers, data, *route)
         except Exception as exc:
             answer = error_for(exc)
             if answer is None:
@@ -79,6 +82,7 @@ class PublishFastPath:
     async def _answer(
         self,
         runtime: Runtime,
+        limits: RateLimits,
         headers: dict[bytes, bytes],
         data: Any,
         model: type[BaseModel],
@@ -95,6 +99,8 @@ class PublishFastPath:
         except ValidationError as exc:
             details = _clean(exc.errors(include_url=False, include_input=False))
             return error_response(422, "invalid_request", "the request is invalid", details)
+        count = len(parsed.events) if isinstance(parsed, PublishBatch) else 1
+        limits.check("writes", tenant=user.tenant, caller="user", caller_id=user.sub, cost=count)
         if batch:
             assert isinstance(parsed, PublishBatch)
             prepared = await _prepare_all(parsed.events, user, runtime, batch=True)

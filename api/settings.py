@@ -123,6 +123,29 @@ class Settings(BaseSettings):
     # broker credentials and access tokens; the client renews them before they end.
     partner_credentials_ttl_seconds: int = Field(default=3600, ge=30, le=86400)
 
+    # Rate limits (api/rate_limits.py, docs/operations.md): token buckets per caller
+    # (user, partner or kiosk) and per tenant, in each api process. A burst is how many
+    # at once; per minute is the steady rate the bucket refills at.
+    rate_limit_enabled: bool = True
+    rate_limit_max_keys: int = Field(default=100_000, ge=100)
+    # Credentials: a user's tabs renew about hourly; a reload loop must not take 200.
+    rate_limit_credentials_burst: int = Field(default=30, ge=1)
+    rate_limit_credentials_per_minute: float = Field(default=10, gt=0)
+    # A shift change: every user of a large tenant with a few tabs within a minute.
+    rate_limit_credentials_tenant_burst: int = Field(default=2000, ge=1)
+    rate_limit_credentials_tenant_per_minute: float = Field(default=1200, gt=0)
+    # Replay: a catch-up after each reconnect, a page at a time.
+    rate_limit_replay_burst: int = Field(default=120, ge=1)
+    rate_limit_replay_per_minute: float = Field(default=120, gt=0)
+    rate_limit_replay_tenant_burst: int = Field(default=3000, ge=1)
+    rate_limit_replay_tenant_per_minute: float = Field(default=3000, gt=0)
+    # Writes, counted in events for POST /events/batch: a lab service posts thousands
+    # of results an hour in batches; staff write a few times a minute.
+    rate_limit_writes_burst: int = Field(default=10_000, ge=1)
+    rate_limit_writes_per_minute: float = Field(default=12_000, gt=0)
+    rate_limit_writes_tenant_burst: int = Field(default=20_000, ge=1)
+    rate_limit_writes_tenant_per_minute: float = Field(default=30_000, gt=0)
+
     @field_validator(
         "database_url",
         "public_ws_url",

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import CurrentUser, DbSession, Reader, RuntimeDep, ServiceOrAdmin
 from api.domain.audit import audit_replay
 from api.errors import ApiError, Forbidden, Gone, Invalid
+from api.rate_limits import rate_limits
 from api.runtime import Runtime, known_patients
 from api.schemas import EventPage, PublishBatch, PublishedBatch, PublishedEvent, PublishEvent
 from hub.catalog import CATALOG, catalog_json_schema
@@ -23,7 +24,19 @@ router = APIRouter(prefix="/events", tags=["events"])
 PUBLISHERS = ("service", "admin")
 
 
-@router.get("", response_model=EventPage)
+async def limit_replay(user: Reader, request: Request) -> None:
+    """Each replay request counts one, before it reads or audits anything."""
+    rate_limits(request).check("replay", tenant=user.tenant, caller=user.kind, caller_id=user.sub)
+
+
+def limit_publish(request: Request, user: Principal, count: int) -> None:
+    """A publishing request counts its events (api.fastpath counts the same)."""
+    rate_limits(request).check(
+        "writes", tenant=user.tenant, caller="user", caller_id=user.sub, cost=count
+    )
+
+
+@router.get("", response_model=EventPage, dependencies=[Depends(limit_replay)])
 def get_events(
     user: Reader,
     db: DbSession,
@@ -146,10 +159,11 @@ async def _prepare_all(
 
 @router.post("", status_code=202, response_model=PublishedEvent)
 async def publish_event(
-    body: PublishEvent, user: ServiceOrAdmin, runtime: RuntimeDep
+    body: PublishEvent, user: ServiceOrAdmin, runtime: RuntimeDep, request: Request
 ) -> PublishedEvent:
     """Publish a catalog event from another backend service, through the outbox.
     Committed by the group-commit writer (hub.writer) with whatever else is waiting."""
+    limit_publish(request, user, 1)
     prepared = await _prepare_all([body], user, runtime, batch=False)
     (emitted,) = await runtime.writer.write(prepared)
     return _published(emitted)
@@ -157,10 +171,12 @@ async def publish_event(
 
 @router.post("/batch", status_code=202, response_model=PublishedBatch)
 async def publish_batch(
-    body: PublishBatch, user: ServiceOrAdmin, runtime: RuntimeDep
+    body: PublishBatch, user: ServiceOrAdmin, runtime: RuntimeDep, request: Request
 ) -> PublishedBatch:
     """Publish up to 500 events in one transaction: all are valid and committed, each
-    with its seq in the order given, or none is (422 or 404 naming what is wrong)."""
+    with its seq in the order given, or none is (422 or 404 naming what is wrong).
+    Each event counts as one write against the rate limit."""
+    limit_publish(request, user, len(body.events))
     prepared = await _prepare_all(body.events, user, runtime, batch=True)
     emitted = await runtime.writer.write(prepared)
     return PublishedBatch(events=[_published(e) for e in emitted])

@@ -21,6 +21,7 @@ from api.deps import Admin, DbSession, RuntimeDep
 from api.domain import kiosks
 from api.errors import ApiError, Unauthorized
 from api.models import Kiosk
+from api.rate_limits import rate_limits
 from api.schemas import Body, Id, Out
 from hub.broker_tokens import kiosk_acl
 from hub.credentials import SessionNotFoundError
@@ -151,6 +152,7 @@ def enroll(body: EnrollRequest, db: DbSession, budget: Budget) -> EnrollOut:
 async def credentials(
     runtime: RuntimeDep,
     db: DbSession,
+    request: Request,
     auth: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> KioskCredentialsOut:
     """Broker credentials for the kiosk whose device secret this is: kind ``kiosk``,
@@ -161,6 +163,9 @@ async def credentials(
     kiosk: Kiosk | None = await anyio.to_thread.run_sync(kiosks.authenticate, db, auth.credentials)
     if kiosk is None:
         raise Unauthorized("unknown device secret, or the kiosk is disabled")
+    rate_limits(request).check(
+        "credentials", tenant=kiosk.tenant, caller="kiosk", caller_id=kiosk.id
+    )
     tenant, client_id = kiosk.tenant, kiosks.client_id_for(kiosk.tenant, kiosk.id)
     acl = kiosk_acl(tenant, kiosk.id)
     ttl = timedelta(seconds=runtime.settings.kiosk_credentials_ttl_seconds)

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 import anyio.to_thread
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import Field
 from sqlalchemy.exc import IntegrityError
@@ -16,6 +16,7 @@ from api.deps import Admin, DbSession, RuntimeDep
 from api.domain import partners
 from api.errors import Unauthorized
 from api.models import Partner
+from api.rate_limits import rate_limits
 from api.schemas import Body, Id, Out
 from hub.broker_tokens import sign_access_token
 from hub.credentials import IssuedCredentials, SessionNotFoundError
@@ -128,6 +129,7 @@ async def _issue(runtime: RuntimeDep, partner: Partner) -> IssuedCredentials:
 async def credentials(
     runtime: RuntimeDep,
     db: DbSession,
+    request: Request,
     auth: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> PartnerCredentialsOut:
     """Broker credentials for the partner whose secret this is: kind ``partner``, the
@@ -141,6 +143,7 @@ async def credentials(
     if partner is None:
         raise Unauthorized(_REFUSED)
     tenant = partner.tenant
+    rate_limits(request).check("credentials", tenant=tenant, caller="partner", caller_id=partner.id)
     issued = await _issue(runtime, partner)
     # A removal that committed while this was issued may have revoked the client id
     # before this credential existed: look again, and revoke once more if so.

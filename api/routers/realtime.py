@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import anyio.to_thread
-from fastapi import APIRouter, Body, Response
+from fastapi import APIRouter, Body, Request, Response
 
 from api.deps import DbSession, RuntimeDep, SignedIn
 from api.errors import Invalid, NotFound
+from api.rate_limits import rate_limits
 from api.schemas import CredentialsOut, CredentialsRequest
 from hub.broker_tokens import notifications_acl
 from hub.credentials import SessionNotFoundError
@@ -23,11 +24,14 @@ async def issue_credentials(
     user: SignedIn,
     runtime: RuntimeDep,
     db: DbSession,
+    request: Request,
     body: CredentialsRequest | None = Body(default=None),  # noqa: B008
 ) -> CredentialsOut:
     """New credentials; or, with ``clientId`` of a live session of the caller, a new
     password and expiry for that same client id (its persistent session survives). A
-    user with no role of the hub gets a session that reads its own notifications only."""
+    user with no role of the hub gets a session that reads its own notifications only.
+    Both count against the caller's credentials rate limit."""
+    rate_limits(request).check("credentials", tenant=user.tenant, caller="user", caller_id=user.sub)
     acl = None if user.roles else notifications_acl(user.tenant, user.sub)
     try:
         if body is not None and body.client_id:

@@ -24,9 +24,15 @@ def test_the_ceiling_grows_then_stops_at_the_maximum() -> None:
     assert [backoff.ceiling(a) for a in range(6)] == [1, 2, 4, 8, 8, 8]
 
 
-def test_retry_after_is_a_lower_bound() -> None:
+def test_retry_after_is_a_lower_bound_with_jitter_after_it() -> None:
     backoff = Backoff(initial=0.5, maximum=2.0)
-    assert backoff.delay(0, retry_after=7.0) == 7.0
+    delays = [backoff.delay(0, retry_after=8.0) for _ in range(200)]
+    assert all(8.0 <= d <= 10.0 for d in delays)  # a quarter of 8 s at most
+    assert len(set(delays)) > 1  # not all at once
+    short = [backoff.delay(0, retry_after=0.0) for _ in range(200)]
+    assert all(0.0 <= d <= 0.5 for d in short)  # half of the first backoff at most
+    # A longer backoff of ours still wins over a short Retry-After.
+    assert all(backoff.delay(10, retry_after=1.0) >= 1.0 for _ in range(50))
 
 
 def test_backoff_refuses_nonsense() -> None:

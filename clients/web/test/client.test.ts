@@ -324,6 +324,52 @@ describe("HubClient", () => {
     expect(t.hub.seq).toBe(15);
   });
 
+  it("waits for the server's Retry-After before asking for credentials again", async () => {
+    vi.useFakeTimers();
+    let limited = true;
+    const c = creds();
+    const t = setup((path) => {
+      if (path === "/realtime/credentials" && limited) {
+        limited = false;
+        throw new ApiError(429, "rate_limited", "too many credential requests", [], 30_000);
+      }
+      return issued(c)(path);
+    });
+    running = t.hub;
+    const ready = t.hub.start();
+    const asked = () => t.calls.filter((x) => x.path === "/realtime/credentials").length;
+    await vi.advanceTimersByTimeAsync(29_999); // the backoff alone (2-4 ms) would have retried
+    expect(asked()).toBe(1);
+    await vi.advanceTimersByTimeAsync(7_501); // at most a quarter later: the jitter
+    await ready;
+    expect(asked()).toBe(2);
+    expect(t.clients[0]!.options.clientId).toBe(c.clientId);
+  });
+
+  it("waits for the server's Retry-After before replaying again", async () => {
+    vi.useFakeTimers();
+    let limited = true;
+    const t = setup((path) => {
+      if (path.startsWith("/events") && limited) {
+        limited = false;
+        throw new ApiError(429, "rate_limited", "too many replay requests", [], 20_000);
+      }
+      if (path.startsWith("/events")) return page([ev(11)].filter((e) => e.seq > after(path)), 11);
+      return issued(creds({ latestSeq: 10 }))(path);
+    });
+    running = t.hub;
+    await t.hub.start();
+    t.clients[0]!.accept(true);
+    t.clients[0]!.deliver("tenants/acme/meta/seq", { seq: 11 }, true);
+    const replays = () => t.calls.filter((x) => x.path.startsWith("/events")).length;
+    await vi.advanceTimersByTimeAsync(19_999);
+    expect(replays()).toBe(1);
+    expect(t.seen).toEqual([]);
+    await vi.advanceTimersByTimeAsync(5_001);
+    expect(replays()).toBe(2);
+    expect(t.seen.map((e) => e.seq)).toEqual([11]);
+  });
+
   it("a stop() during a credentials retry does not leave a later start() waiting forever", async () => {
     vi.useFakeTimers();
     let apiUp = false;

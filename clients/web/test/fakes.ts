@@ -109,7 +109,13 @@ export function fakeApi(route: Route): { api: HubApi; calls: { method: string; p
       return new Response(JSON.stringify(await route(path, body)), { status: 200 });
     } catch (err) {
       if (!(err instanceof ApiError)) throw err;
-      return new Response(JSON.stringify({ error: err.code, message: err.message, details: err.details }), { status: err.status });
+      // An error that carries a Retry-After is answered with the header, as the hub does.
+      const headers: Record<string, string> =
+        err.retryAfterMs === null ? {} : { "retry-after": String(Math.ceil(err.retryAfterMs / 1000)) };
+      return new Response(JSON.stringify({ error: err.code, message: err.message, details: err.details }), {
+        status: err.status,
+        headers,
+      });
     }
   }) as unknown as typeof fetch;
   return { api: new HubApi({ token: () => "jwt", fetch: fetchImpl }), calls };

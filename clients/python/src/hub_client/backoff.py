@@ -29,11 +29,14 @@ class Backoff:
         return min(self.maximum, self.initial * self.factor ** min(attempt, 64))
 
     def delay(self, attempt: int, *, retry_after: float | None = None) -> float:
-        """Seconds to wait; never less than the server's ``Retry-After``."""
+        """Seconds to wait; never less than the server's ``Retry-After``. Past it, a
+        random share of a quarter of it (at least half of ``initial``): the partners
+        a rate limit refused together do not all come back in the same second."""
         cap = self.ceiling(max(attempt, 0))
         wait = random.uniform(cap / 2, cap)
         if retry_after is not None:
-            wait = max(wait, retry_after)
+            spread = max(self.initial / 2, retry_after / 4)
+            wait = max(wait, retry_after + random.uniform(0, spread))
         return wait
 
 

@@ -2,6 +2,7 @@
 
 import type { HubEvent } from "./catalog";
 import type { HubNotification } from "./notifications";
+import { parseRetryAfter } from "./timing";
 
 export interface Credentials {
   clientId: string;
@@ -19,17 +20,24 @@ export interface EventPage {
   latestSeq: number;
 }
 
-/** An error answer of the api: `{"error", "message", "details"?}` with its status. */
+/** An error answer of the api: `{"error", "message", "details"?}` with its status, and
+ * for a 429 or 503 the server's `Retry-After` in milliseconds (null when it gave none). */
 export class ApiError extends Error {
   constructor(
     readonly status: number,
     readonly code: string,
     message: string,
     readonly details: unknown[] = [],
+    readonly retryAfterMs: number | null = null,
   ) {
     super(message);
     this.name = "ApiError";
   }
+}
+
+/** How long the server asked to wait before a retry of what failed with `err`. */
+export function retryAfterOf(err: unknown): number | null {
+  return err instanceof ApiError ? err.retryAfterMs : null;
 }
 
 export type TokenSource = () => string | Promise<string>;
@@ -65,7 +73,9 @@ export class HubApi {
     const parsed: unknown = text ? JSON.parse(text) : null;
     if (!res.ok) {
       const err = (parsed ?? {}) as { error?: string; message?: string; details?: unknown[] };
-      throw new ApiError(res.status, err.error ?? "error", err.message ?? res.statusText, err.details ?? []);
+      const retryAfter =
+        res.status === 429 || res.status === 503 ? parseRetryAfter(res.headers.get("retry-after"), Date.now()) : null;
+      throw new ApiError(res.status, err.error ?? "error", err.message ?? res.statusText, err.details ?? [], retryAfter);
     }
     return parsed as T;
   }

@@ -5,11 +5,11 @@
 import mqtt from "mqtt";
 import type { IClientOptions, IConnackPacket, IPublishPacket, MqttClient } from "mqtt";
 
-import { ApiError, type Credentials, type HubApi } from "./api";
+import { ApiError, retryAfterOf, type Credentials, type HubApi } from "./api";
 import { parseEnvelope, type EventType, type HubEvent } from "./catalog";
 import { EventLedger } from "./ledger";
 import { isNotification, NotificationStore, type HubNotification } from "./notifications";
-import { backoffDelay, DEFAULT_BACKOFF, renewalDelay, type Backoff } from "./timing";
+import { backoffDelay, DEFAULT_BACKOFF, renewalDelay, retryDelay, type Backoff } from "./timing";
 import { checkId, eventTopic, filtersFor, matches, type Selector } from "./topics";
 
 export type ConnectionStatus = "connecting" | "live" | "reconnecting" | "offline";
@@ -71,6 +71,7 @@ export class HubClient {
   private refusals = 0;
   private authRefused = false;
   private renewing: Promise<boolean> | null = null;
+  private renewRetryAfter: number | null = null; // the server's Retry-After of the last failed renewal
   private expectClose = false;
   private target = 0;
   private catchUp: Promise<void> | null = null;
@@ -263,7 +264,7 @@ export class HubClient {
   private async afterRefusal(): Promise<void> {
     this.setStatus(this.current === "connecting" ? "connecting" : "reconnecting");
     for (let attempt = this.refusals++; !this.stopped; attempt++) {
-      if (attempt > 0) await this.sleep(backoffDelay(attempt, this.options.backoff));
+      if (attempt > 0) await this.sleep(retryDelay(attempt, this.renewRetryAfter, this.options.backoff));
       if (this.stopped) return;
       if (await this.renew()) {
         this.open();
@@ -293,7 +294,8 @@ export class HubClient {
       } catch (err) {
         if (this.signedOut(err)) return null;
         this.log.warn("hub: credentials failed; retrying", String(err));
-        await this.sleep(backoffDelay(attempt, this.options.backoff));
+        // A 429 or 503 says when: not before its Retry-After (with jitter).
+        await this.sleep(retryDelay(attempt, retryAfterOf(err), this.options.backoff));
       }
     }
     return null;
@@ -329,17 +331,22 @@ export class HubClient {
     }
     this.expectClose = false;
     // Once the credentials have expired the broker refuses them, and afterRefusal takes over.
-    if (!this.stopped) this.renewTimer = setTimeout(() => void this.renewBeforeExpiry(), 10_000);
+    if (!this.stopped) {
+      const wait = Math.max(10_000, retryDelay(0, this.renewRetryAfter, this.options.backoff));
+      this.renewTimer = setTimeout(() => void this.renewBeforeExpiry(), wait);
+    }
   }
 
   /** A new password for the same session (keeps its subscriptions and queued events),
    * or new credentials when the api no longer knows the session. True when it got one. */
   private renew(): Promise<boolean> {
     this.renewing ??= (async () => {
+      this.renewRetryAfter = null;
       try {
         this.useCredentials(await this.api.credentials(this.creds!.clientId));
         return true;
       } catch (err) {
+        this.renewRetryAfter = retryAfterOf(err);
         if (this.signedOut(err)) return false;
         if (err instanceof ApiError && err.status === 404) {
           const fresh = await this.fetchCredentials();
@@ -453,7 +460,7 @@ export class HubClient {
         this.owed = true; // held events stay held: `seq` has not moved past the gap
         if (this.signedOut(err)) return;
         this.log.warn("hub: catch-up failed; retrying", String(err));
-        this.later(backoffDelay(2, this.options.backoff), () => this.fill(0));
+        this.later(retryDelay(2, retryAfterOf(err), this.options.backoff), () => this.fill(0));
       },
     );
   }
