@@ -22,6 +22,7 @@ from api.domain.notifications import AlertPolicy, any_due, process_due
 from api.kiosk_responder import KioskResponder
 from api.models import Patient
 from api.settings import Settings
+from hub import metrics
 from hub.audit import prune_audit
 from hub.broker_admin import DynsecAdmin
 from hub.broker_tokens import AccessTokenVerifier, KeyRing, TokenSigner
@@ -297,6 +298,9 @@ async def running(settings: Settings) -> AsyncIterator[Runtime]:
         port=settings.mqtt_port,
         username=settings.broker_admin_username,
         password=admin_password,
+        # Connected clients and message rates for GET /metrics.
+        sys_topics=list(metrics.BROKER_SYS_GAUGES),
+        on_sys=metrics.broker_sys_value,
     )
     keys = key_ring(settings)
     keys.write_jwks(settings.resolved_jwks_file)

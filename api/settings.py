@@ -103,6 +103,11 @@ class Settings(BaseSettings):
     # broker credentials and access tokens; the client renews them before they end.
     partner_credentials_ttl_seconds: int = Field(default=3600, ge=30, le=86400)
 
+    # Operations (docs/operations.md): a scraper's bearer token for GET /metrics
+    # (admins may read it with their own token too), and the log line format.
+    metrics_token: str | None = None
+    log_format: Literal["json", "text"] | None = None  # json in production, else text
+
     @field_validator(
         "database_url",
         "public_ws_url",
@@ -120,6 +125,8 @@ class Settings(BaseSettings):
         "broker_signing_key_file",
         "broker_jwks_file",
         "broker_auth_plugin",
+        "metrics_token",
+        "log_format",
         mode="before",
     )
     @classmethod
@@ -144,6 +151,13 @@ class Settings(BaseSettings):
         # token, so such a password could never log in to Dynamic Security.
         if value is not None and _TOKEN_SHAPE.fullmatch(value):
             raise ValueError("a broker account password must not have the shape a.b.c of a token")
+        return value
+
+    @field_validator("metrics_token")
+    @classmethod
+    def _real_metrics_token(cls, value: str | None) -> str | None:
+        if value is not None and (value.lower() in _PLACEHOLDERS or len(value) < 16):
+            raise ValueError("HUB_METRICS_TOKEN is a placeholder or shorter than 16 characters")
         return value
 
     @model_validator(mode="after")
@@ -172,6 +186,10 @@ class Settings(BaseSettings):
     @property
     def development(self) -> bool:
         return self.env == "development"
+
+    @property
+    def resolved_log_format(self) -> Literal["json", "text"]:
+        return self.log_format or ("text" if self.development else "json")
 
     @cached_property
     def resolved_database_url(self) -> str:
