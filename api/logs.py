@@ -60,7 +60,20 @@ class TextFormatter(logging.Formatter):
 
 class _HubHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """The handler ``configure_logging`` installs, so a second call replaces its
-    format instead of adding another handler."""
+    format instead of adding another handler. Writes to whatever ``sys.stderr`` is at
+    the time (as logging's last-resort handler does), so a replaced stderr (a test
+    runner's capture) never leaves it writing to a closed file."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
 
 
 def configure_logging(fmt: LogFormat) -> None:
@@ -71,7 +84,7 @@ def configure_logging(fmt: LogFormat) -> None:
     root = logging.getLogger()
     handler = next((h for h in root.handlers if isinstance(h, _HubHandler)), None)
     if handler is None:
-        handler = _HubHandler(sys.stderr)
+        handler = _HubHandler()
         root.addHandler(handler)
     handler.setFormatter(formatter)
     if root.level == logging.NOTSET or root.level > logging.INFO:
