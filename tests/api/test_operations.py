@@ -15,6 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import BACKENDS, _require_backend
 from tests.support.clinic import Clinic
+from tests.support.kiosk import KioskDevice, check_in_body
 from tests.support.stack import Stack
 
 SCRAPER_TOKEN = secrets.token_urlsafe(24)
@@ -31,6 +32,9 @@ def ops(
         tmp_path_factory.mktemp(f"ops-{request.param}"),
         HUB_LOG_FORMAT="json",
         HUB_METRICS_TOKEN=SCRAPER_TOKEN,
+        # Critical alerts escalate within the test.
+        HUB_CRITICAL_ESCALATE_SECONDS="1",
+        HUB_NOTIFICATION_TICK_SECONDS="0.2",
     )
     yield s
     s.close()
@@ -202,6 +206,48 @@ def test_credentials_are_counted_by_kind(ops: Stack, ops_clinic: Clinic) -> None
             - value(before, "hub_credentials_total", **labels)
             == 1
         ), action
+
+
+def test_kiosk_check_ins_are_counted_by_outcome(ops: Stack, ops_clinic: Clinic) -> None:
+    before = scrape(ops)
+    ops_clinic.book()
+    kiosk = KioskDevice.enroll(ops_clinic)
+    probe = kiosk.connect()
+    try:
+        first = kiosk.send(probe)
+        assert kiosk.answer(probe, first)["ok"] is True
+        assert kiosk.ask(probe, check_in_body(last_name="Nobody"))["reason"] == "no_match"
+        kiosk.send(probe, correlation=first)  # the same request again: answered, not counted
+        assert kiosk.answer(probe, first)["ok"] is True
+    finally:
+        probe.close()
+    after = scrape(ops)
+
+    def grown(name: str, **labels: str) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    assert grown("hub_kiosk_checkins_total", outcome="ok") == 1
+    assert grown("hub_kiosk_checkins_total", outcome="no_match") == 1
+    assert grown("hub_credentials_total", action="issued", kind="kiosk") == 1
+
+
+def test_pending_and_escalated_notifications_are_gauged(ops: Stack, ops_clinic: Clinic) -> None:
+    before = scrape(ops)
+    biopsy = ops_clinic.biopsy()
+    ops_clinic.post(ops_clinic.lab, f"/biopsies/{biopsy['id']}/result", {"diagnosis": "melanoma"})
+    deadline = time.monotonic() + 15
+    while True:
+        after = scrape(ops)
+        escalated = value(after, "hub_notifications_escalated_pending") - value(
+            before, "hub_notifications_escalated_pending"
+        )
+        if escalated >= 1 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert escalated == 1
+    # The provider's alert and the admin's escalation wait for acknowledgement.
+    pending = "hub_notifications_pending"
+    assert value(after, pending) - value(before, pending) >= 2
 
 
 def test_broker_figures_come_from_sys_topics(ops: Stack, ops_clinic: Clinic) -> None:

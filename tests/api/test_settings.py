@@ -94,3 +94,23 @@ def test_audit_rows_may_not_be_kept_shorter_than_events() -> None:
     with pytest.raises(ValidationError, match="HUB_AUDIT_RETENTION_DAYS"):
         Settings(replay_retention_days=60, audit_retention_days=30)
     assert Settings(replay_retention_days=60, audit_retention_days=60).audit_retention_days == 60
+
+
+@pytest.mark.parametrize("token", ["changeme", "short"])
+def test_a_placeholder_metrics_token_is_refused(token: str) -> None:
+    with pytest.raises(ValidationError, match="HUB_METRICS_TOKEN"):
+        Settings(metrics_token=token)
+
+
+def test_log_format_defaults_to_json_in_production_and_text_in_development() -> None:
+    production = Settings(
+        env="production",
+        database_url="postgresql+psycopg://h/db",
+        jwt_jwks_url="https://idp.invalid/jwks.json",
+        broker_admin_password=STRONG,
+        broker_service_password=STRONG,
+    )
+    assert production.resolved_log_format == "json"
+    assert Settings().resolved_log_format == "text"
+    assert Settings(log_format="json").resolved_log_format == "json"
+    assert Settings(metrics_token="", log_format="").metrics_token is None
