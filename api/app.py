@@ -11,10 +11,13 @@ from fastapi import FastAPI
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
+from api import fastpath
 from api.domain.appointments import Clinic
 from api.errors import install_error_handlers
 from api.fastpath import PublishFastPath
 from api.limits import BodySizeLimit
+from api.logs import configure_logging
+from api.observe import RequestObserver
 from api.rate_limits import RateLimits, WriteLimit
 from api.routers import (
     appointments,
@@ -27,6 +30,7 @@ from api.routers import (
     events,
     health,
     kiosks,
+    metrics,
     notifications,
     partners,
     patients,
@@ -61,6 +65,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     # Fail at start, not at the first request, on a bad token configuration.
     settings.resolved_jwt_secret  # noqa: B018
+    configure_logging(settings.resolved_log_format)
     _redact_access_log()
 
     @contextlib.asynccontextmanager
@@ -80,7 +85,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.clinic = Clinic(settings.clinic_timezone)
     app.state.rate_limits = RateLimits(settings)
     install_error_handlers(app)
-    for router in (health, realtime, events, kiosks, partners, audit):
+    for router in (health, metrics, realtime, events, kiosks, partners, audit):
         app.include_router(router.router)
     # The domain routes: each POST, PUT, PATCH or DELETE counts as one write.
     for router in (
@@ -103,11 +108,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # The lobby kiosk's screen: the same single-page app, at its own path.
         app.add_api_route("/kiosk", lambda: FileResponse(index), include_in_schema=False)
         app.mount("/", StaticFiles(directory=web, html=True), name="web")
-    # Starlette runs the last added outermost: the size limit wraps the fast path.
+    # Starlette runs the last added outermost: the size limit wraps the fast path, and
+    # the request observer (metrics, request id, log line) wraps everything.
     app.add_middleware(PublishFastPath)
     app.add_middleware(
         BodySizeLimit,
         max_bytes=settings.max_body_bytes,
         per_path={"/events/batch": settings.max_batch_body_bytes},
     )
+    app.add_middleware(RequestObserver, fixed_routes=fastpath.ROUTE_PATHS)
     return app

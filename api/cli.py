@@ -60,15 +60,14 @@ def _cmd_up(args: argparse.Namespace) -> int:
     import uvicorn
 
     from api.app import create_app
+    from api.logs import configure_logging
     from api.migrate import upgrade
     from api.runtime import key_ring
     from hub.mosquitto import BrokerLayout, MosquittoProcess, prepare_broker_state, render_config
     from hub.tls import TlsFiles, ensure_dev_certificates
 
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
     settings = Settings()
+    configure_logging(settings.resolved_log_format)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     if args.tls and not settings.tls_enabled:
         # A development CA and server certificate for the loopback names, made once.

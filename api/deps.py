@@ -13,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api.domain.partners import granted
 from api.errors import Forbidden, Unauthorized
+from api.observe import note_tenant
 from api.runtime import Runtime
 from hub.broker_tokens import is_access_token
 from hub.grants import granted_types
@@ -46,10 +47,10 @@ async def verified(runtime: Runtime, token: str) -> Principal:
     """The principal of a bearer token: remembered, or verified in a thread (verifying
     may fetch a JWKS over the network: not on the event loop)."""
     principal = runtime.verifier.cached(token)
-    if principal is not None:
-        return principal
-    checked: Principal = await run_in_threadpool(runtime.verifier.verify, token)
-    return checked
+    if principal is None:
+        principal = await run_in_threadpool(runtime.verifier.verify, token)
+    note_tenant(principal.tenant)  # for the request's log line
+    return principal
 
 
 async def principal_from_header(runtime: Runtime, authorization: str) -> Principal:
@@ -127,6 +128,7 @@ async def get_event_reader(
     if found is None:
         raise Unauthorized("the partner was removed")
     tenant, sub, *grant = found
+    note_tenant(tenant)
     return EventReader(tenant, sub, "partner", granted_types(grant))
 
 

@@ -36,6 +36,8 @@ _ROUTES: dict[str, tuple[type[BaseModel], bool]] = {
     "/events": (PublishEvent, False),
     "/events/batch": (PublishBatch, True),
 }
+# The paths it may answer itself: each is its own route template (api.observe).
+ROUTE_PATHS = frozenset(_ROUTES)
 
 
 class PublishFastPath:

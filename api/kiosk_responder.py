@@ -37,6 +37,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api.domain import kiosks
 from api.domain.appointments import Clinic
+from hub import metrics
 from hub.mosquitto import KIOSK_SHARE_GROUP
 from hub.service import BackgroundService
 from hub.topics import KIOSK_REQUESTS_FILTER, kiosk_responses_topic, validate_id, validate_tenant
@@ -266,6 +267,8 @@ class KioskResponder(BackgroundService):
                 properties=props,
             )
             self.answered += 1
+            if not answer.repeated:
+                metrics.count_checkin(answer.outcome)
             log.info(
                 "kiosk %s/%s: %s%s",
                 request.tenant,

@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import logging
 import ssl
-from collections.abc import AsyncIterator, Collection
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
@@ -23,6 +23,7 @@ from api.domain.notifications import AlertPolicy, any_due, process_due
 from api.kiosk_responder import KioskResponder
 from api.models import Patient
 from api.settings import Settings
+from hub import metrics
 from hub.audit import prune_audit
 from hub.broker_admin import DynsecAdmin
 from hub.broker_tokens import AccessTokenVerifier, KeyRing, TokenSigner
@@ -151,7 +152,13 @@ def broker_passwords(settings: Settings) -> tuple[str, str]:
     )
 
 
-def broker_admin(settings: Settings, *, timeout: float = 5.0) -> DynsecAdmin:
+def broker_admin(
+    settings: Settings,
+    *,
+    timeout: float = 5.0,
+    sys_topics: Sequence[str] = (),
+    on_sys: Callable[[str, bytes], None] | None = None,
+) -> DynsecAdmin:
     """The broker's admin connection (Dynamic Security and the token plugin's
     revocations), as the api and the operator's commands use it."""
     admin_password, _ = broker_passwords(settings)
@@ -162,6 +169,8 @@ def broker_admin(settings: Settings, *, timeout: float = 5.0) -> DynsecAdmin:
         password=admin_password,
         timeout=timeout,
         tls_context=broker_tls_context(settings),
+        sys_topics=sys_topics,
+        on_sys=on_sys,
     )
 
 
@@ -329,7 +338,10 @@ async def running(settings: Settings) -> AsyncIterator[Runtime]:
     sessions = make_sessionmaker(engine)
     read_sessions = make_sessionmaker(engine, read_only=True)
     _, service_password = broker_passwords(settings)
-    admin = broker_admin(settings)
+    # Connected clients and message rates for GET /metrics, from the broker's $SYS.
+    admin = broker_admin(
+        settings, sys_topics=list(metrics.BROKER_SYS_GAUGES), on_sys=metrics.broker_sys_value
+    )
     keys = key_ring(settings)
     keys.write_jwks(settings.resolved_jwks_file)
     signer = TokenSigner(keys, issuer=settings.broker_token_issuer)

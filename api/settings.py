@@ -145,6 +145,10 @@ class Settings(BaseSettings):
     rate_limit_writes_per_minute: float = Field(default=12_000, gt=0)
     rate_limit_writes_tenant_burst: int = Field(default=20_000, ge=1)
     rate_limit_writes_tenant_per_minute: float = Field(default=30_000, gt=0)
+    # Operations (docs/operations.md): a scraper's bearer token for GET /metrics
+    # (admins may read it with their own token too), and the log line format.
+    metrics_token: str | None = None
+    log_format: Literal["json", "text"] | None = None  # json in production, else text
 
     @field_validator(
         "database_url",
@@ -166,6 +170,8 @@ class Settings(BaseSettings):
         "tls_cert_file",
         "tls_key_file",
         "tls_ca_file",
+        "metrics_token",
+        "log_format",
         mode="before",
     )
     @classmethod
@@ -190,6 +196,13 @@ class Settings(BaseSettings):
         # token, so such a password could never log in to Dynamic Security.
         if value is not None and _TOKEN_SHAPE.fullmatch(value):
             raise ValueError("a broker account password must not have the shape a.b.c of a token")
+        return value
+
+    @field_validator("metrics_token")
+    @classmethod
+    def _real_metrics_token(cls, value: str | None) -> str | None:
+        if value is not None and (value.lower() in _PLACEHOLDERS or len(value) < 16):
+            raise ValueError("HUB_METRICS_TOKEN is a placeholder or shorter than 16 characters")
         return value
 
     @model_validator(mode="after")
@@ -253,6 +266,10 @@ class Settings(BaseSettings):
     @property
     def development(self) -> bool:
         return self.env == "development"
+
+    @property
+    def resolved_log_format(self) -> Literal["json", "text"]:
+        return self.log_format or ("text" if self.development else "json")
 
     @cached_property
     def resolved_database_url(self) -> str:

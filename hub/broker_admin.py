@@ -20,7 +20,7 @@ import logging
 import random
 import ssl
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -140,8 +140,14 @@ class DynsecAdmin(BackgroundService):
         password: str,
         timeout: float = 5.0,
         tls_context: ssl.SSLContext | None = None,
+        sys_topics: Sequence[str] = (),
+        on_sys: Callable[[str, bytes], None] | None = None,
     ) -> None:
+        """``sys_topics``: ``$SYS`` topics to follow on the admin connection (its role
+        may read ``$SYS/#``); each message goes to ``on_sys`` as topic and payload."""
         super().__init__()
+        self._sys_topics = tuple(sys_topics) if on_sys is not None else ()
+        self._on_sys = on_sys
         self._host = host
         self._port = port
         self._username = username
@@ -190,13 +196,19 @@ class DynsecAdmin(BackgroundService):
                 async with client:
                     await client.subscribe(RESPONSE_TOPIC, qos=1)
                     await client.subscribe(TOKEN_RESPONSE_TOPIC, qos=1)
+                    for sys_topic in self._sys_topics:
+                        await client.subscribe(sys_topic, qos=0)
                     self._client = client
                     self._generation += 1
                     self._connected.set()
                     delay = 0.2
                     log.info("broker admin connected to %s:%s", self._host, self._port)
                     async for message in client.messages:
-                        self._on_response(message.payload)
+                        topic = message.topic.value
+                        if topic.startswith("$SYS/"):
+                            self._sys_message(topic, message.payload)
+                        else:
+                            self._on_response(message.payload)
             except aiomqtt.MqttError as exc:
                 log.warning("broker admin connection lost: %s", exc)
             finally:
@@ -205,6 +217,13 @@ class DynsecAdmin(BackgroundService):
                 self._fail_pending(BrokerUnavailableError("broker admin connection lost"))
             await asyncio.sleep(delay * (0.5 + random.random()))
             delay = min(delay * 2, 5.0)
+
+    def _sys_message(self, topic: str, payload: Any) -> None:
+        if self._on_sys is not None and isinstance(payload, bytes | bytearray):
+            try:
+                self._on_sys(topic, bytes(payload))
+            except Exception:
+                log.exception("handling %s failed", topic)
 
     def _fail_pending(self, exc: Exception) -> None:
         for fut in self._pending.values():

@@ -24,6 +24,7 @@ import anyio.to_thread
 from sqlalchemy import Index, Integer, String, delete, select
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
+from hub import metrics
 from hub.audit import ActorKind, record_audit
 from hub.broker_admin import BrokerAdmin, Revocation
 from hub.broker_tokens import AclRule, Kind, TokenSigner, session_acl
@@ -231,7 +232,9 @@ class CredentialIssuer(BackgroundService):
             return [_revocation(s) for s in surplus]
 
         evicted = await self._db(record)
+        metrics.count_credential("issued", kind)
         if evicted:
+            metrics.count_credential("revoked", "session", len(evicted))
             await self._send(evicted)
         return IssuedCredentials(client_id, username, token.token, token.expires_at, token.jti)
 
@@ -295,7 +298,9 @@ class CredentialIssuer(BackgroundService):
                 client_id, row.username, token.token, token.expires_at, token.jti
             )
 
-        return await self._db(extend)
+        renewed = await self._db(extend)
+        metrics.count_credential("renewed", kind)
+        return renewed
 
     async def revoke(
         self,
@@ -315,7 +320,7 @@ class CredentialIssuer(BackgroundService):
         actor = by or ((user_id, "user") if user_id is not None else _HUB)
         now = self._clock()
 
-        def mark(session: Session) -> Revocation:
+        def mark(session: Session) -> tuple[str, Revocation]:
             query = select(BrokerSession).where(
                 BrokerSession.client_id == client_id,
                 BrokerSession.tenant == tenant,
@@ -333,9 +338,11 @@ class CredentialIssuer(BackgroundService):
             _audit(
                 session, "session.revoked", tenant, client_id, row.kind, row.expires_at, actor=actor
             )
-            return _revocation(row)
+            return row.kind, _revocation(row)
 
-        await self._send([await self._db(mark)])
+        kind_revoked, revocation = await self._db(mark)
+        metrics.count_credential("revoked", kind_revoked)
+        await self._send([revocation])
 
     async def revoke_client_ids(
         self,
@@ -350,7 +357,7 @@ class CredentialIssuer(BackgroundService):
         actor = by or _HUB
         now = self._clock()
 
-        def mark(session: Session) -> list[Revocation]:
+        def mark(session: Session) -> list[tuple[str, Revocation]]:
             rows = session.scalars(
                 select(BrokerSession).where(
                     BrokerSession.tenant == tenant,
@@ -370,9 +377,12 @@ class CredentialIssuer(BackgroundService):
                     row.expires_at,
                     actor=actor,
                 )
-            return [_revocation(r) for r in rows]
+            return [(r.kind, _revocation(r)) for r in rows]
 
-        revocations = await self._db(mark)
+        marked = await self._db(mark)
+        for kind, _ in marked:
+            metrics.count_credential("revoked", kind)
+        revocations = [revocation for _, revocation in marked]
         if revocations:
             await self._send(revocations)
         return len(revocations)

@@ -34,6 +34,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from hub import metrics
 from hub.catalog import get_event_type
 from hub.db import Base, UTCDateTime, driver_cursor, placeholder, utcnow
 from hub.envelope import build_envelope, dumps
@@ -124,6 +125,8 @@ class EmittedEvent:
 log = logging.getLogger("hub.outbox")
 _commit_listeners: set[Callable[[], None]] = set()
 _DIRTY = "hub.outbox.dirty"
+# The types of the events a session emitted, counted once its transaction commits.
+_EMITTED = "hub.outbox.emitted"
 
 
 def add_commit_listener(listener: Callable[[], None]) -> None:
@@ -136,6 +139,9 @@ def remove_commit_listener(listener: Callable[[], None]) -> None:
 
 @event.listens_for(Session, "after_commit")
 def _after_commit(session: Session) -> None:
+    emitted = session.info.pop(_EMITTED, None)
+    if emitted:
+        metrics.count_committed(emitted)
     if session.info.pop(_DIRTY, False):
         notify_committed()
 
@@ -150,6 +156,7 @@ def _before_commit(session: Session) -> None:
 @event.listens_for(Session, "after_rollback")
 def _after_rollback(session: Session) -> None:
     session.info.pop(_DIRTY, None)
+    session.info.pop(_EMITTED, None)
 
 
 def _next_seq(session: Session, tenant: str) -> int:
@@ -282,6 +289,7 @@ def emit(
     session.add(row)
     session.flush()
     session.info[_DIRTY] = True
+    session.info.setdefault(_EMITTED, []).append(event_type)
     return EmittedEvent(row.id, tenant, seq, event_type, prepared.topic, envelope)
 
 
@@ -387,19 +395,22 @@ class UnpublishedRow(NamedTuple):
     snapshot_topic: str | None
     snapshot_payload: str | None
     snapshot_expires_at: datetime | None
+    type: str = ""  # the event type (for metrics)
+    occurred_at: datetime | None = None  # stamped in the writing transaction
 
 
 _UNPUBLISHED = (
     "SELECT pk, tenant, seq, topic, payload, snapshot_topic, snapshot_payload, "
-    "snapshot_expires_at FROM events WHERE published_at IS NULL AND pk > {p} "
-    "ORDER BY pk LIMIT {p}"
+    "snapshot_expires_at, type, occurred_at FROM events WHERE published_at IS NULL "
+    "AND pk > {p} ORDER BY pk LIMIT {p}"
 )
 
 
 @functools.lru_cache(maxsize=8)
 def _unpublished_query(dialect: Dialect) -> tuple[str, Callable[[Any], Any] | None]:
-    """The fetch in the dialect's parameter style, and how to read its last column
-    (UTC datetimes are text on SQLite): worked out once per dialect, not per pass."""
+    """The fetch in the dialect's parameter style, and how to read its date-time
+    columns (UTC datetimes are text on SQLite): worked out once per dialect, not per
+    pass."""
     column_type = OutboxEvent.__table__.c.snapshot_expires_at.type.dialect_impl(dialect)
     return _UNPUBLISHED.format(p=placeholder(dialect)), column_type.result_processor(dialect, None)
 
@@ -417,7 +428,7 @@ def fetch_unpublished(session: Session, limit: int, *, after: int = 0) -> list[U
         cursor.execute(sql, (after, limit))
         raw = cursor.fetchall()
     if expires is not None:
-        raw = [(*r[:7], expires(r[7])) for r in raw]
+        raw = [(*r[:7], expires(r[7]), r[8], expires(r[9])) for r in raw]
     return [UnpublishedRow._make(r) for r in raw]
 
 

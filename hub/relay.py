@@ -20,6 +20,7 @@ import json
 import logging
 import random
 import ssl
+import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
@@ -34,6 +35,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from sqlalchemy.orm import Session, sessionmaker
 
+from hub import metrics
 from hub.db import utcnow
 from hub.envelope import iso_utc
 from hub.errors import BrokerUnavailableError, WriterClosedError
@@ -240,16 +242,18 @@ class Relay(BackgroundService):
             # Skipping by pk is safe on SQLite only: its writers are serialised, so
             # pks are taken in commit order.
             after = self._marked_up_to if self._mark_in_flight is not None else 0
+            started = time.perf_counter()
             rows = await self._in_thread(self._fetch, turn, after)
             if after and not await self._settle_marks():
                 rows = await self._in_thread(self._fetch, turn, 0)  # publish them again
+            fetched_at = utcnow()
             if rows:
                 await self._publish(client, rows)
                 at = utcnow()
                 pks = [r.pk for r in rows]
                 if not (handed_off and self._hand_off(pks, at)):
                     await self._in_thread(turn.mark, pks, at)
-                self._published(len(rows), at)
+                self._published(rows, fetched_at, at, started)
             return rows
         finally:
             turn.close()
@@ -275,11 +279,12 @@ class Relay(BackgroundService):
             finally:
                 turn.close()
 
+        started = time.perf_counter()
         turn, rows = await self._in_thread(begin_and_fetch)
         if turn is None:
             return None
         pks: list[int] | None = None
-        at = utcnow()
+        fetched_at = at = utcnow()
         try:
             if rows:
                 await self._publish(client, rows)
@@ -289,14 +294,36 @@ class Relay(BackgroundService):
             # Marks only what was acknowledged; on a failure just closes (rolls back).
             await self._in_thread(mark_and_close, turn, pks, at)
         if rows:
-            self._published(len(rows), at)
+            self._published(rows, fetched_at, at, started)
         return rows
 
-    def _published(self, count: int, at: datetime) -> None:
-        self._published_total += count
+    def _published(
+        self, rows: Sequence[UnpublishedRow], fetched_at: datetime, at: datetime, started: float
+    ) -> None:
+        """A batch is acknowledged (``at``) and marked: count, measure and log it."""
+        self._published_total += len(rows)
         self._last_published_at = at
         self._healthy = True
         self._last_error = None
+        oldest = min((r.occurred_at for r in rows if r.occurred_at is not None), default=None)
+        lag = max(0.0, (fetched_at - oldest).total_seconds()) if oldest is not None else 0.0
+        events = [r for r in rows if r.seq is not None]
+        metrics.relay_batches.inc()
+        metrics.relay_lag.observe(lag)
+        metrics.count_published(r.type for r in events)
+        observe = metrics.publish_latency.observe
+        for r in events:
+            if r.occurred_at is not None:
+                observe(max(0.0, (at - r.occurred_at).total_seconds()))
+        log.info(
+            "relay published a batch",
+            extra={
+                "count": len(rows),
+                "events": len(events),
+                "durationMs": round((time.perf_counter() - started) * 1000, 3),
+                "lagMs": round(lag * 1000, 3),
+            },
+        )
 
     def _hand_off(self, pks: list[int], at: datetime) -> bool:
         """Give the marks to the writer's next transaction; the next pass awaits them.

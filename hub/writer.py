@@ -33,6 +33,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine
 
+from hub import metrics
 from hub.db import database_away, driver_cursor, placeholder, utcnow
 from hub.errors import UnknownPatientsError, WriterClosedError, WriterOverloadedError
 from hub.outbox import (
@@ -248,6 +249,9 @@ class EventWriter:
         if written:
             self.groups += 1
             self.written += written
+            metrics.count_committed(
+                e.type for r in results if not isinstance(r, Exception) for e in r
+            )
             notify_committed()
         return results
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, select
+from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from api.domain.common import staff_with_role
@@ -336,3 +336,19 @@ def _escalate(session: Session, n: Notification, policy: AlertPolicy, now: datet
         policy=policy,
         escalation_of=n.id,
     )
+
+
+# Counting stops here: past it, the gauge only says "at least this many".
+COUNT_CAP = 100_000
+
+
+def pending_counts(session: Session) -> tuple[int, int]:
+    """Unacknowledged notifications, and among them escalated alerts, each counted up
+    to ``COUNT_CAP`` (for GET /metrics: a bounded query whatever the table's size)."""
+    unacknowledged = Notification.acknowledged_at.is_(None)
+
+    def capped(*where: Any) -> int:
+        rows = select(Notification.id).where(*where).limit(COUNT_CAP).subquery()
+        return int(session.scalar(select(func.count()).select_from(rows)) or 0)
+
+    return capped(unacknowledged), capped(unacknowledged, Notification.escalated.is_(True))

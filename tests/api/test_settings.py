@@ -128,3 +128,23 @@ def test_tls_certificate_and_key_come_together(tmp_path: Path) -> None:
         Settings(tls_cert_file=tmp_path / "c.pem")
     with pytest.raises(ValidationError, match="HUB_TLS_CA_FILE"):
         Settings(tls_ca_file=tmp_path / "ca.pem")
+
+
+@pytest.mark.parametrize("token", ["changeme", "short"])
+def test_a_placeholder_metrics_token_is_refused(token: str) -> None:
+    with pytest.raises(ValidationError, match="HUB_METRICS_TOKEN"):
+        Settings(metrics_token=token)
+
+
+def test_log_format_defaults_to_json_in_production_and_text_in_development() -> None:
+    production = Settings(
+        env="production",
+        database_url="postgresql+psycopg://h/db",
+        jwt_jwks_url="https://idp.invalid/jwks.json",
+        broker_admin_password=STRONG,
+        broker_service_password=STRONG,
+    )
+    assert production.resolved_log_format == "json"
+    assert Settings().resolved_log_format == "text"
+    assert Settings(log_format="json").resolved_log_format == "json"
+    assert Settings(metrics_token="", log_format="").metrics_token is None
