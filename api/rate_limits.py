@@ -22,7 +22,7 @@ from typing import Literal
 
 from fastapi import Depends, Request
 
-from api.deps import CurrentUser
+from api.deps import SignedIn
 from api.errors import RateLimited
 from api.settings import Settings
 from hub.ratelimit import Rate, TokenBuckets, retry_after_seconds, take_all
@@ -87,7 +87,7 @@ def rate_limits(request: Request) -> RateLimits:
 _READ_ONLY = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
-async def limit_writes(request: Request, user: CurrentUser) -> None:
+async def limit_writes(request: Request, user: SignedIn) -> None:
     """A router dependency: each changing request of a signed-in user counts one."""
     if request.method not in _READ_ONLY:
         rate_limits(request).check("writes", tenant=user.tenant, caller="user", caller_id=user.sub)
