@@ -148,6 +148,21 @@ def _cmd_up(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_certs(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from hub.tls import ensure_dev_certificates
+
+    try:
+        files = ensure_dev_certificates(Path(args.dir), tuple(args.name))
+    except (OSError, ValueError) as exc:
+        print(f"hub certs: {exc}", file=sys.stderr)
+        return 2
+    print(f"hub certs: {files.cert_file} and {files.key_file} for {', '.join(args.name)}")
+    print(f"hub certs: clients trust {files.ca_file} (not for production: use your CA)")
+    return 0
+
+
 def _cmd_keys(args: argparse.Namespace) -> int:
     from api.runtime import key_ring
 
@@ -338,6 +353,17 @@ def main(argv: list[str] | None = None) -> int:
     seed.add_argument("--tenant", required=True)
     keys = sub.add_parser("keys", help="broker token signing keys")
     keys.add_argument("action", choices=["list", "rotate"])
+    certs = sub.add_parser(
+        "certs", help="a development CA and TLS server certificate (compose, a test lab)"
+    )
+    certs.add_argument("--dir", required=True, help="where to write ca.pem, server.pem, keys")
+    certs.add_argument(
+        "--name",
+        action="append",
+        required=True,
+        help="a DNS name or IP address the server is reached by (repeatable; the first "
+        "is the certificate's common name)",
+    )
     _kiosk_parser(sub)
     _listen_parser(sub)
     ops.add_parsers(sub)
@@ -349,6 +375,7 @@ def main(argv: list[str] | None = None) -> int:
         "token": _cmd_token,
         "seed": _cmd_seed,
         "keys": _cmd_keys,
+        "certs": _cmd_certs,
         "kiosk": _cmd_kiosk,
         "listen": _cmd_listen,
     }[args.command]
