@@ -274,3 +274,21 @@ def test_up_with_tls_serves_the_broker_and_the_api_encrypted_only(tmp_path: Path
             pytest.fail("hub up did not stop on Ctrl-C")
         log.close()
     assert code == 0
+
+
+def test_certs_makes_a_ca_and_a_certificate_for_the_names_given(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [*HUB, "certs", "--dir", str(tmp_path / "tls"), "--name", "broker", "--name", "::1"],
+        env=_env(tmp_path),
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+    )
+    assert "broker, ::1" in out.stdout
+    from cryptography import x509
+
+    cert = x509.load_pem_x509_certificate((tmp_path / "tls" / "server.pem").read_bytes())
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert [str(n.value) for n in san] == ["broker", "::1"]
+    assert stat.S_IMODE((tmp_path / "tls" / "server-key.pem").stat().st_mode) == 0o600
