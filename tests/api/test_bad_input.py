@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import itertools
 import json
 import secrets
 import time
@@ -47,6 +48,7 @@ RESCHEDULE = "POST /appointments/{appt}/reschedule"
 STATUS = "POST /appointments/{appt}/status"
 STAFF = "POST /staff"
 LOCATIONS = "POST /locations"
+_LOOKS = itertools.count()
 PUBLISH = "POST /events"
 REPLAY = "GET /events"
 CREDENTIALS = "POST /realtime/credentials"
@@ -261,7 +263,10 @@ class World:
         )
 
     def state(self, c: Clinic) -> dict[str, Any]:
-        auth = {"Authorization": f"Bearer {c.admin}"}
+        # The test's own observer, not a user: an admin of its own for each look, so
+        # hundreds of looks in a minute stay within a user's replay rate limit.
+        observer = c.stack.token(c.tenant, f"observer-{next(_LOOKS)}", "admin")
+        auth = {"Authorization": f"Bearer {observer}"}
 
         def get(path: str, **params: Any) -> Any:
             r = self.http.get(path, headers=auth, params=params)
@@ -684,9 +689,7 @@ BAD_AUTH: dict[str, Callable[[World, str], str | None]] = {
     "no-tenant": lambda w, role: signed(w, role, tenant=DROP),
     "bad-tenant": lambda w, role: signed(w, role, tenant="acme/+"),
     "no-sub": lambda w, role: signed(w, role, sub=DROP),
-    "unknown-role": lambda w, role: signed(w, role, roles=["superuser"]),
-    "no-roles": lambda w, role: signed(w, role, roles=[]),
-    "roles-not-a-list": lambda w, role: signed(w, role, roles=role),
+    "roles-not-a-list": lambda w, role: signed(w, role, roles=7),
     "no-exp": lambda w, role: signed(w, role, exp=DROP),
     "not-yet-valid": lambda w, role: signed(w, role, nbf=int(time.time()) + 3600),
 }
@@ -697,6 +700,23 @@ BAD_AUTH: dict[str, Callable[[World, str], str | None]] = {
 def test_bad_token_is_401(shared: World, route: str, bad: str) -> None:
     auth = BAD_AUTH[bad](shared, ROLE.get(route, "front_desk"))
     rejected(shared, route, 401, "unauthorized", auth=auth, body=VALID[route])
+
+
+# A valid token with no role of the hub (an identity provider's "superuser", or none):
+# refused with 403 wherever clinic data is read or changed; only its own broker session
+# (notifications only) and its own notifications are open to it.
+ROLELESS: dict[str, Callable[[World, str], str | None]] = {
+    "unknown-role": lambda w, role: signed(w, role, roles=["superuser"]),
+    "no-roles": lambda w, role: signed(w, role, roles=[]),
+}
+
+
+@pytest.mark.parametrize("route", [r for r in ROUTES if r != CREDENTIALS])
+@pytest.mark.parametrize("bad", ROLELESS.keys())
+def test_a_token_without_a_hub_role_is_403(shared: World, route: str, bad: str) -> None:
+    auth = ROLELESS[bad](shared, ROLE.get(route, "front_desk"))
+    body = rejected(shared, route, 403, "forbidden", auth=auth, body=VALID[route])
+    assert "role" in body["message"]
 
 
 # Every route checks the token with the same dependency: the domain routes get the
