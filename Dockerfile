@@ -2,7 +2,10 @@
 # `api` and the one-shot `migrate` services. The broker's image is broker-config/Dockerfile.
 FROM python:3.11-slim
 
+# The CMD below binds every interface: say so, so that production's rule (no
+# plaintext off loopback) sees it and asks for TLS or HUB_HTTP_BEHIND_TLS_PROXY.
 ENV HUB_ENV=production \
+    HUB_HTTP_HOST=0.0.0.0 \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \

@@ -227,6 +227,11 @@ class Settings(BaseSettings):
     def _production_is_encrypted_off_loopback(self) -> Settings:
         if self.env != "production" or self.tls_enabled:
             return self
+        if not _is_loopback(self.mqtt_host):
+            raise ValueError(
+                "production refuses a plaintext connection to a broker off loopback "
+                f"(HUB_MQTT_HOST={self.mqtt_host}): set HUB_TLS_CERT_FILE and HUB_TLS_KEY_FILE"
+            )
         if not _is_loopback(self.broker_bind_host):
             raise ValueError(
                 "production refuses plaintext broker listeners off loopback: set "

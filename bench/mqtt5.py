@@ -172,6 +172,8 @@ class Connection:
         # Packets read while waiting for a CONNACK or SUBACK, handed to ``run``.
         self._early: list[tuple[int, bytes]] = []
         self.receive_maximum = 65535
+        # Why ``run`` returned, when it was an error (for reports).
+        self.ended_by: str | None = None
 
     @classmethod
     async def open(cls, host: str, port: int, *, ws: bool, path: str = "/mqtt") -> Connection:
@@ -390,8 +392,10 @@ class Connection:
                             acks += puback_packet(pub.packet_id)
                         on_publish(pub)
                     elif ptype == DISCONNECT:
+                        self.ended_by = f"DISCONNECT 0x{body[0] if body else 0:02x}"
                         return
                 if acks:
                     self.send(bytes(acks))
-        except (MqttError, OSError, ValueError):
+        except (MqttError, OSError, ValueError) as exc:
+            self.ended_by = f"{type(exc).__name__}: {str(exc)[:60]}"
             return

@@ -42,7 +42,7 @@ from typing import IO, Any
 from bench.mqtt5 import PINGREQ_PACKET, Connection, MqttError, Publish
 
 # Every loop of the benchmark stops by itself.
-DEADLINE_SECONDS = 600.0
+DEADLINE_SECONDS = float(os.environ.get("BENCH_STORM_DEADLINE", "600"))
 _EVENT_TOPIC_SLASHES = 6
 
 
@@ -134,7 +134,11 @@ class Worker:
             conn: Connection | None = None
             try:
                 async with self.slots:
-                    conn = await Connection.open(self.opts.host, self.opts.port, ws=True)
+                    # Bounded: a SYN dropped by a full listen backlog would otherwise hold
+                    # the slot for minutes of TCP retries.
+                    conn = await asyncio.wait_for(
+                        Connection.open(self.opts.host, self.opts.port, ws=True), 10
+                    )
                     await asyncio.wait_for(
                         conn.handshake(
                             client_id=s.client_id,
@@ -152,8 +156,9 @@ class Worker:
                 s.conn, s.live = conn, True
                 delay = 0.5
                 await conn.run(lambda pub: self.on_publish(s, pub))
+                self.errors[f"ended: {conn.ended_by or 'end of stream'}"] += 1
             except (MqttError, OSError, TimeoutError, ValueError) as exc:
-                self.errors[type(exc).__name__] += 1
+                self.errors[f"{type(exc).__name__}: {str(exc)[:60]}"] += 1
             finally:
                 s.live, s.conn = False, None
                 if conn is not None:
@@ -251,6 +256,8 @@ class StormResult:
     probe_during: list[float]
     probe_statuses: dict[int, int]
     events: int
+    # What the sessions' connection attempts failed with, by exception type.
+    errors: dict[str, int] = field(default_factory=dict)
 
     @property
     def server_errors(self) -> int:
@@ -418,12 +425,16 @@ def run_storm(
                 }
             )
 
+        errors: Counter[str] = Counter()
+
         def live() -> tuple[int, dict[int, int]]:
             total, statuses = 0, Counter[int]()
+            errors.clear()
             for p in procs:
                 st = p.ask({"cmd": "stats"})
                 total += st["live"]
                 statuses.update({int(k): v for k, v in st["statuses"].items()})
+                errors.update(st["errors"])
             return total, dict(statuses)
 
         while live()[0] < sessions:
@@ -481,6 +492,7 @@ def run_storm(
             ],
             probe_statuses=dict(probe.statuses),
             events=publisher.sent,
+            errors=dict(errors),
         )
     finally:
         publisher.stop_flag.set()
@@ -551,6 +563,9 @@ def main(argv: list[str] | None = None) -> int:
             f"| {r.missing} | {r.server_errors} | {statuses} "
             f"| {p50_p99(r.probe_before)} | {p50_p99(r.probe_during)} |"
         )
+    for r in results:
+        if r.errors:
+            _log(f"{r.backend}: connection attempts failed: {r.errors}")
     return 0 if ok else 1
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import getpass
 import hashlib
+import ipaddress
 import json
 import os
 import shutil
@@ -235,7 +236,7 @@ def render_config(
     config_dir = config_dir or default_broker_config_dir()
     # The WebSocket listener of 2.0 ignores an IP bind address (#2085) but honours an
     # interface name, so loopback-only deployments bind it to `lo`.
-    ws_bind = "lo" if bind_host in ("127.0.0.1", "localhost") else ""
+    ws_bind = "lo" if _loopback(bind_host) else ""
     tcp_bind = "" if bind_host in ("0.0.0.0", "") else bind_host  # noqa: S104 - "" is all
     # Listener options: they follow each listener line.
     tls_lines = (
@@ -272,6 +273,15 @@ def render_config(
     ]
     layout.config_file.write_text("\n".join(lines), encoding="utf-8")
     return layout.config_file
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _port_open(host: str, port: int) -> bool:

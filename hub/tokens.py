@@ -60,8 +60,9 @@ class TokenVerifier:
     ) -> None:
         """``roles_claim``: where the token holds its roles, a dotted path for nested
         claims (``realm_access.roles``). ``role_map``: an identity provider's role names
-        to the hub's (``{"physician": "provider"}``). Roles the hub does not know are
-        ignored, not refused."""
+        to the hub's (``{"physician": "provider"}``); when given, only the names it maps
+        count (map a hub role to itself to accept it by name). Roles the hub does not
+        know are ignored, not refused."""
         unknown = {v for v in (role_map or {}).values() if v not in ROLES}
         if unknown:
             raise ValueError(f"the role map names roles the hub does not have: {sorted(unknown)}")
@@ -147,8 +148,11 @@ class TokenVerifier:
             value = value.split()  # a space-separated list, as in OAuth's "scope"
         if not isinstance(value, list) or not all(isinstance(r, str) for r in value):
             raise TokenError("invalid token: the roles claim is not a list of strings")
-        mapped = (self._role_map.get(r, r) for r in value)
-        return frozenset(r for r in mapped if r in ROLES)
+        if self._role_map:
+            # With a map, only the names it maps count: an identity provider's "admin"
+            # of another application must not become the hub's admin by its name.
+            return frozenset(self._role_map[r] for r in value if r in self._role_map)
+        return frozenset(r for r in value if r in ROLES)
 
 
 def _principal(claims: dict[str, Any], roles: frozenset[str]) -> Principal:

@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from api.migrate import alembic_config
 from api.ops.common import FAILED, OK, CommandError, load_settings, open_database
+from api.runtime import broker_tls_context
 from api.settings import Settings
 from hub.broker_tokens import KeyRing
 from hub.db import utcnow
@@ -157,6 +158,7 @@ def _check_broker(report: _Report, settings: Settings) -> None:
                 username=settings.broker_admin_username,
                 password=password,
                 timeout=TIMEOUT,
+                tls_context=broker_tls_context(settings),
             )
 
     try:

@@ -3,7 +3,8 @@ lines, read from the database (the outbox), not from the broker.
 
 Events carry protected health information: these commands are for operators who
 already have access to the database. They print events on stdout only; stderr and
-logs get counts and seqs, never contents.
+logs get counts and seqs, never contents. Each run leaves an ``events.exported`` audit
+row (actor ``operator``).
 """
 
 from __future__ import annotations
@@ -16,9 +17,12 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.ops.common import OK, checked_tenant, load_settings, note, open_database
+from hub.audit import record_audit
+from hub.db import make_sessionmaker
 from hub.outbox import ReplayPage, latest_seq, replay
 
 PAGE = 1000  # events per query
@@ -52,12 +56,27 @@ def _warn_if_pruned(prog: str, page: ReplayPage, after: int) -> None:
         )
 
 
+def _audit(engine: Engine, tenant: str, command: str, args: argparse.Namespace) -> None:
+    """An operator reading a tenant's events (PHI) is recorded like a replay: the
+    command, where it starts and which types, never what it prints."""
+    with make_sessionmaker(engine).begin() as session:
+        record_audit(
+            session,
+            tenant=tenant,
+            actor="operator",
+            actor_kind="hub",
+            kind="events.exported",
+            details={"command": command, "after": args.after, "types": args.types or None},
+        )
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
     prog = "hub events replay"
     engine, sessions = open_database(load_settings(), read_only=True)
     try:
         with sessions() as session:
             tenant = checked_tenant(session, args.tenant)
+        _audit(engine, tenant, "replay", args)
         after, printed, left = args.after, 0, args.limit
         first = True
         while left is None or left > 0:
@@ -94,6 +113,7 @@ def cmd_tail(args: argparse.Namespace) -> int:
         with sessions() as session:
             tenant = checked_tenant(session, args.tenant)
             after = args.after if args.after is not None else latest_seq(session, tenant)
+        _audit(engine, tenant, "tail", args)
         note(prog, f"following tenant {tenant} after seq {after} (Ctrl-C stops)")
         first = args.after is not None
         while True:

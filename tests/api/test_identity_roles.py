@@ -33,7 +33,11 @@ def mapped_stack(
     stack = Stack.create(
         request.param,
         tmp_path_factory.mktemp("roles"),
-        HUB_JWT_ROLE_MAP=json.dumps({"nurse": "front_desk"}),
+        # With a map only mapped names count: the hub's own names map to themselves
+        # (the tests' other tokens use them).
+        HUB_JWT_ROLE_MAP=json.dumps(
+            {"nurse": "front_desk", **{r: r for r in ("front_desk", "admin", "provider")}}
+        ),
     )
     yield stack
     stack.close()
@@ -85,3 +89,6 @@ def test_an_identity_providers_role_names_are_mapped(mapped_stack: Stack) -> Non
     assert http.get("/patients").status_code == 200
     # A front desk's rights, not more.
     assert http.get("/partners").status_code == 403
+    # "billing" is a hub role, but this map does not name it: not recognised.
+    billing = idp_token(mapped_stack, clinic.tenant, "bl-9", ["billing"])
+    assert mapped_stack.http(billing).get("/claims").status_code == 403

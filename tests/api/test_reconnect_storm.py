@@ -14,9 +14,11 @@ def test_a_thousand_sessions_ride_out_a_broker_restart_and_miss_nothing(
 ) -> None:
     result = run_storm(private_stack, sessions=1000, tenants=10)
     assert result.connected == 1000
-    assert result.live_after == 1000
+    assert result.live_after == 1000, result.errors
     assert result.events > 0
-    assert result.missing == 0, f"{result.incomplete} sessions missed {result.missing} seqs"
+    assert result.missing == 0, (
+        f"{result.incomplete} sessions missed {result.missing} seqs; {result.errors}"
+    )
     assert result.server_errors == 0, (result.statuses, result.probe_statuses)
     # Each session replayed at least once after the restart.
     assert result.statuses.get(200, 0) >= 2000

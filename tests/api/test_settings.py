@@ -112,6 +112,8 @@ def test_production_refuses_plaintext_off_loopback(tmp_path: Path) -> None:
         _production(broker_bind_host="0.0.0.0")
     with pytest.raises(ValidationError, match="plaintext HTTP"):
         _production(http_host="10.1.2.3")
+    with pytest.raises(ValidationError, match="plaintext connection to a broker"):
+        _production(mqtt_host="broker")
     # Loopback only, TLS, or HTTPS terminated by a proxy in front of the api: accepted.
     assert _production().mqtt_url == "mqtt://localhost:1883"
     assert _production(http_host="0.0.0.0", http_behind_tls_proxy=True).http_behind_tls_proxy

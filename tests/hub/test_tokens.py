@@ -169,6 +169,9 @@ def test_an_identity_providers_roles_are_mapped_from_a_nested_claim() -> None:
     claims["realm_access"] = {"roles": ["physician", "nurse", "offline_access"]}
     principal = verifier.verify(jwt.encode(claims, SECRET, algorithm="HS256"))
     assert principal.roles == {"provider", "front_desk"}
+    # With a map, only mapped names count: another application's "admin" is not ours.
+    claims["realm_access"] = {"roles": ["admin", "service", "nurse"]}
+    assert verifier.verify(jwt.encode(claims, SECRET, algorithm="HS256")).roles == {"front_desk"}
     # The top-level claim is not read when another one is configured.
     assert verifier.verify(jwt.encode(_claims(), SECRET, algorithm="HS256")).roles == set()
     with pytest.raises(ValueError, match="roles the hub does not have"):
