@@ -39,6 +39,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+import httpx
+
 from bench.mqtt5 import PINGREQ_PACKET, Connection, MqttError, Publish
 
 # Every loop of the benchmark stops by itself.
@@ -81,8 +83,6 @@ class Session:
 
 class Worker:
     def __init__(self, opts: argparse.Namespace) -> None:
-        import httpx
-
         self.opts = opts
         self.sessions: list[Session] = []
         self.slots = asyncio.Semaphore(opts.concurrency)
@@ -157,7 +157,9 @@ class Worker:
                 delay = 0.5
                 await conn.run(lambda pub: self.on_publish(s, pub))
                 self.errors[f"ended: {conn.ended_by or 'end of stream'}"] += 1
-            except (MqttError, OSError, TimeoutError, ValueError) as exc:
+            except (MqttError, OSError, TimeoutError, ValueError, httpx.HTTPError) as exc:
+                # A replay that timed out is retried like a lost connection, as the web
+                # client does: connect again, replay again.
                 self.errors[f"{type(exc).__name__}: {str(exc)[:60]}"] += 1
             finally:
                 s.live, s.conn = False, None
@@ -328,8 +330,6 @@ class Probe(threading.Thread):
         self.stop_flag = threading.Event()
 
     def run(self) -> None:
-        import httpx
-
         started = time.monotonic()
         with httpx.Client(base_url=self.base_url, timeout=30) as http:
             while not self.stop_flag.is_set() and time.monotonic() - started < DEADLINE_SECONDS:
