@@ -16,7 +16,9 @@ from api.errors import Forbidden, Unauthorized
 from api.observe import note_tenant
 from api.runtime import Runtime
 from hub.broker_tokens import is_access_token
+from hub.envelope import parse_origin
 from hub.grants import granted_types
+from hub.outbox import set_origin
 from hub.tokens import Principal
 
 _bearer = HTTPBearer(auto_error=False)
@@ -32,11 +34,27 @@ async def get_runtime(request: Request) -> Runtime:
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
-def get_db(runtime: RuntimeDep, request: Request) -> Iterator[Session]:
+# The header a client names its broker connection with on every write.
+CONNECTION_HEADER = "X-Hub-Connection"
+
+
+async def get_origin(request: Request) -> str | None:
+    """The caller's broker client id from ``X-Hub-Connection``, or None when it sent
+    none or a malformed one (ignored, never an error)."""
+    return parse_origin(request.headers.get(CONNECTION_HEADER))
+
+
+Origin = Annotated[str | None, Depends(get_origin)]
+
+
+def get_db(runtime: RuntimeDep, request: Request, origin: Origin) -> Iterator[Session]:
     """A session; routes commit explicitly before they answer, anything else rolls
-    back. GET requests only read, so they do not wait behind writers (SQLite)."""
+    back. GET requests only read, so they do not wait behind writers (SQLite). The
+    events a write emits carry the caller's connection as their ``origin``."""
     factory = runtime.read_sessions if request.method == "GET" else runtime.sessions
     with factory() as session:
+        if request.method != "GET":
+            set_origin(session, origin)
         yield session
 
 

@@ -21,16 +21,18 @@ from pydantic import BaseModel, ValidationError
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.deps import principal_from_header
+from api.deps import CONNECTION_HEADER, principal_from_header
 from api.errors import Forbidden, _clean, _malformed, error_for, error_response
 from api.limits import route_path
 from api.rate_limits import RateLimits
 from api.routers.events import PUBLISHERS, _prepare_all, _published
 from api.runtime import Runtime
 from api.schemas import PublishBatch, PublishEvent
+from hub.envelope import parse_origin
 from hub.tokens import Principal
 
 _MALFORMED = object()
+_ORIGIN_HEADER = CONNECTION_HEADER.lower().encode("latin-1")
 
 _ROUTES: dict[str, tuple[type[BaseModel], bool]] = {
     "/events": (PublishEvent, False),
@@ -101,18 +103,23 @@ class PublishFastPath:
         except ValidationError as exc:
             details = _clean(exc.errors(include_url=False, include_input=False))
             return error_response(422, "invalid_request", "the request is invalid", details)
+        origin = (
+            parse_origin(headers[_ORIGIN_HEADER].decode("latin-1"))
+            if _ORIGIN_HEADER in headers
+            else None
+        )
         count = len(parsed.events) if isinstance(parsed, PublishBatch) else 1
         limits.check("writes", tenant=user.tenant, caller="user", caller_id=user.sub, cost=count)
         if batch:
             assert isinstance(parsed, PublishBatch)
-            prepared = await _prepare_all(parsed.events, user, runtime, batch=True)
+            prepared = await _prepare_all(parsed.events, user, runtime, batch=True, origin=origin)
             emitted = await runtime.writer.write(prepared)
             out: dict[str, Any] = {
                 "events": [_published(e).model_dump(by_alias=True) for e in emitted]
             }
         else:
             assert isinstance(parsed, PublishEvent)
-            prepared = await _prepare_all([parsed], user, runtime, batch=False)
+            prepared = await _prepare_all([parsed], user, runtime, batch=False, origin=origin)
             (one,) = await runtime.writer.write(prepared)
             out = _published(one).model_dump(by_alias=True)
         return JSONResponse(out, status_code=202)

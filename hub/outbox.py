@@ -37,7 +37,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 from hub import metrics
 from hub.catalog import get_event_type
 from hub.db import Base, UTCDateTime, driver_cursor, placeholder, utcnow
-from hub.envelope import build_envelope, dumps
+from hub.envelope import build_envelope, dumps, parse_origin
 from hub.errors import EventValidationError
 from hub.pgnotify import notify_outbox
 from hub.topics import Topic, event_topic, snapshot_topic, validate_id, validate_tenant
@@ -127,6 +127,8 @@ _commit_listeners: set[Callable[[], None]] = set()
 _DIRTY = "hub.outbox.dirty"
 # The types of the events a session emitted, counted once its transaction commits.
 _EMITTED = "hub.outbox.emitted"
+# The broker connection whose request this session serves (set_origin).
+_ORIGIN = "hub.outbox.origin"
 
 
 def add_commit_listener(listener: Callable[[], None]) -> None:
@@ -135,6 +137,18 @@ def add_commit_listener(listener: Callable[[], None]) -> None:
 
 def remove_commit_listener(listener: Callable[[], None]) -> None:
     _commit_listeners.discard(listener)
+
+
+def set_origin(session: Session, origin: str | None) -> None:
+    """Mark every event ``session`` emits as made by broker connection ``origin`` (the
+    client id of the window that asked for the change), so that window can tell its own
+    changes from another's, even another window of the same user. A malformed origin is
+    dropped, as is None."""
+    checked = parse_origin(origin)
+    if checked is None:
+        session.info.pop(_ORIGIN, None)
+    else:
+        session.info[_ORIGIN] = checked
 
 
 @event.listens_for(Session, "after_commit")
@@ -204,10 +218,18 @@ class PreparedEvent:
     entity_id: str
     data: dict[str, Any]
     topic: str
+    origin: str | None = None  # the broker connection that made the change, if known
 
 
 def prepare_event(
-    *, tenant: str, event_type: str, actor: str, patient_id: str, entity_id: str, data: Any
+    *,
+    tenant: str,
+    event_type: str,
+    actor: str,
+    patient_id: str,
+    entity_id: str,
+    data: Any,
+    origin: str | None = None,
 ) -> PreparedEvent:
     """Validate an event against the catalog and its topic scheme; raises
     ``UnknownEventTypeError``, ``EventValidationError`` or ``ValueError``."""
@@ -221,7 +243,15 @@ def prepare_event(
     _check_identity(event_type, etype.entity, payload, patient_id, entity_id)
     topic = event_topic(tenant, patient_id, etype.entity, entity_id, etype.action)
     return PreparedEvent(
-        tenant, event_type, etype.entity, actor, patient_id, entity_id, payload, topic.value
+        tenant,
+        event_type,
+        etype.entity,
+        actor,
+        patient_id,
+        entity_id,
+        payload,
+        topic.value,
+        parse_origin(origin),
     )
 
 
@@ -240,6 +270,7 @@ def event_row(
         patient_id=event.patient_id,
         entity_id=event.entity_id,
         data=event.data,
+        origin=event.origin,
     )
     row = {
         "id": event_id,
@@ -277,6 +308,7 @@ def emit(
         patient_id=patient_id,
         entity_id=entity_id,
         data=data,
+        origin=session.info.get(_ORIGIN),
     )
     seq = _next_seq(session, tenant)
     envelope, values = event_row(prepared, seq=seq, occurred_at=occurred_at or utcnow())

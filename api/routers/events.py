@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import CurrentUser, DbSession, Reader, RuntimeDep, ServiceOrAdmin
+from api.deps import CurrentUser, DbSession, Origin, Reader, RuntimeDep, ServiceOrAdmin
 from api.domain.audit import audit_replay
 from api.errors import ApiError, Forbidden, Gone, Invalid
 from api.rate_limits import rate_limits
@@ -96,7 +96,9 @@ def get_events(
     return EventPage(events=page.events, latest_seq=page.latest_seq)
 
 
-def _prepare(body: PublishEvent, user: Principal, index: int | None = None) -> PreparedEvent:
+def _prepare(
+    body: PublishEvent, user: Principal, origin: str | None, index: int | None = None
+) -> PreparedEvent:
     """Validate one event of ``user``'s tenant; errors name the batch index if any."""
     where = "" if index is None else f"events[{index}]: "
     try:
@@ -107,6 +109,7 @@ def _prepare(body: PublishEvent, user: Principal, index: int | None = None) -> P
             patient_id=body.patient_id,
             entity_id=body.entity_id,
             data=body.data,
+            origin=origin,
         )
     except UnknownEventTypeError:
         raise Invalid(f"{where}unknown event type {body.type!r}") from None
@@ -132,7 +135,12 @@ def _published(e: EmittedEvent) -> PublishedEvent:
 
 
 async def _prepare_all(
-    bodies: list[PublishEvent], user: Principal, runtime: Runtime, *, batch: bool
+    bodies: list[PublishEvent],
+    user: Principal,
+    runtime: Runtime,
+    *,
+    batch: bool,
+    origin: str | None = None,
 ) -> list[PreparedEvent]:
     """Validate every event. An unknown patient is a 404 even when the event is also
     invalid, as on every other route: the patient check reads the database only then
@@ -142,7 +150,7 @@ async def _prepare_all(
             where = f"events[{i}]: " if batch else ""
             raise Invalid(f"{where}unknown event type {b.type!r}")
     try:
-        return [_prepare(b, user, i if batch else None) for i, b in enumerate(bodies)]
+        return [_prepare(b, user, origin, i if batch else None) for i, b in enumerate(bodies)]
     except (ApiError, EventValidationError):
         pairs = {(user.tenant, b.patient_id) for b in bodies}
 
@@ -159,25 +167,33 @@ async def _prepare_all(
 
 @router.post("", status_code=202, response_model=PublishedEvent)
 async def publish_event(
-    body: PublishEvent, user: ServiceOrAdmin, runtime: RuntimeDep, request: Request
+    body: PublishEvent,
+    user: ServiceOrAdmin,
+    runtime: RuntimeDep,
+    request: Request,
+    origin: Origin,
 ) -> PublishedEvent:
     """Publish a catalog event from another backend service, through the outbox.
     Committed by the group-commit writer (hub.writer) with whatever else is waiting."""
     limit_publish(request, user, 1)
-    prepared = await _prepare_all([body], user, runtime, batch=False)
+    prepared = await _prepare_all([body], user, runtime, batch=False, origin=origin)
     (emitted,) = await runtime.writer.write(prepared)
     return _published(emitted)
 
 
 @router.post("/batch", status_code=202, response_model=PublishedBatch)
 async def publish_batch(
-    body: PublishBatch, user: ServiceOrAdmin, runtime: RuntimeDep, request: Request
+    body: PublishBatch,
+    user: ServiceOrAdmin,
+    runtime: RuntimeDep,
+    request: Request,
+    origin: Origin,
 ) -> PublishedBatch:
     """Publish up to 500 events in one transaction: all are valid and committed, each
     with its seq in the order given, or none is (422 or 404 naming what is wrong).
     Each event counts as one write against the rate limit."""
     limit_publish(request, user, len(body.events))
-    prepared = await _prepare_all(body.events, user, runtime, batch=True)
+    prepared = await _prepare_all(body.events, user, runtime, batch=True, origin=origin)
     emitted = await runtime.writer.write(prepared)
     return PublishedBatch(events=[_published(e) for e in emitted])
 

@@ -130,3 +130,9 @@ def test_kiosk_enrollment_and_check_in_seen_live_at_the_front_desk(
     web_stack: Stack, broker_control: str
 ) -> None:
     _playwright("e2e/kiosk.spec.ts", web_stack, broker_control)
+
+
+def test_toasts_across_windows_of_one_user_and_the_realtime_wrapper(
+    web_stack: Stack, broker_control: str
+) -> None:
+    _playwright("e2e/windows.spec.ts", web_stack, broker_control)

@@ -50,10 +50,19 @@ export interface ApiOptions {
   fetch?: typeof fetch;
 }
 
+/** The header a write names its broker connection with: the api puts it into the
+ * events that write emits as their `origin`. */
+export const CONNECTION_HEADER = "x-hub-connection";
+
+const READS = new Set(["GET", "HEAD", "OPTIONS"]);
+
 export class HubApi {
   private readonly baseUrl: string;
   private readonly token: TokenSource;
   private readonly fetchImpl: typeof fetch;
+  /** The broker client id of the session this api writes for (HubClient sets it from
+   * its credentials); every write then names it in `X-Hub-Connection`. */
+  connectionId: string | null = null;
 
   constructor(options: ApiOptions) {
     this.baseUrl = (options.baseUrl ?? "").replace(/\/$/, "");
@@ -64,6 +73,7 @@ export class HubApi {
   async request<T>(method: string, path: string, body?: unknown): Promise<T> {
     const headers: Record<string, string> = { authorization: `Bearer ${await this.token()}` };
     if (body !== undefined) headers["content-type"] = "application/json";
+    if (this.connectionId && !READS.has(method.toUpperCase())) headers[CONNECTION_HEADER] = this.connectionId;
     const res = await this.fetchImpl(this.baseUrl + path, {
       method,
       headers,

@@ -183,6 +183,9 @@ export type HubEvent<T extends EventType = EventType> = {
     patientId: Id;
     entityId: Id;
     data: EventPayloads[K];
+    /** The broker client id of the connection whose write made it (the api's extension,
+     * docs/events.md); absent when the write named none (seed, kiosk, escalation). */
+    origin?: string;
   };
 }[T];
 

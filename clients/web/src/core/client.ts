@@ -63,6 +63,7 @@ export class HubClient {
   private ledger: EventLedger | null = null;
   private mqtt: MqttClient | null = null;
   private brokerFilters = new Set<string>(); // what the broker's session holds
+  private readonly connections = new Set<string>(); // every client id this client wrote as
   private readonly isReady: Promise<void>;
   private markReady: () => void = () => undefined;
   private booting: Promise<void> | null = null;
@@ -95,6 +96,19 @@ export class HubClient {
 
   get status(): ConnectionStatus {
     return this.current;
+  }
+
+  /** The broker client id of the current credentials (what writes name as their
+   * connection), or null before the first credentials. */
+  get connectionId(): string | null {
+    return this.creds?.clientId ?? null;
+  }
+
+  /** True when `event` was made by a write of this client (this window), whichever
+   * user made it: its `origin` is one of the connection ids this client has used. Another
+   * window of the same user has another connection id, so its changes are not "own". */
+  isOwn(event: Pick<HubEvent, "origin">): boolean {
+    return event.origin !== undefined && this.connections.has(event.origin);
   }
 
   /** The seq up to which the client has handed every subscribed event to its handlers. */
@@ -304,6 +318,9 @@ export class HubClient {
   private useCredentials(creds: Credentials): void {
     if (this.creds && this.creds.clientId !== creds.clientId) this.brokerFilters = new Set();
     this.creds = creds;
+    // Kept across new credentials: a write made under the previous id may still arrive.
+    this.connections.add(creds.clientId);
+    this.api.connectionId = creds.clientId;
     clearTimeout(this.renewTimer);
     // A boot or renewal that ends after stop() must not start renewing again.
     if (this.stopped) return;

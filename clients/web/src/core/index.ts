@@ -1,5 +1,5 @@
 // The framework-free core: what an app imports from "@hub/web/core".
-export { ApiError, HubApi, type ApiOptions, type Credentials, type EventPage, type TokenSource } from "./api";
+export { ApiError, CONNECTION_HEADER, HubApi, type ApiOptions, type Credentials, type EventPage, type TokenSource } from "./api";
 export * from "./catalog";
 export { HubClient, type ConnectFn, type ConnectionStatus, type HubClientOptions, type SubscribeOptions } from "./client";
 export { EventLedger } from "./ledger";

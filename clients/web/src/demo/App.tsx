@@ -5,6 +5,7 @@ import { HubApi, HubClient } from "../core";
 import { CriticalAlerts, HubProvider, LiveIndicator, ToastProvider, useNotifications } from "../react";
 import { DEMO_STAFF, savedSession, signIn, signOut, type Role, type Session } from "./session";
 import { Billing } from "./views/Billing";
+import { Board } from "./views/Board";
 import { Kiosks } from "./views/Kiosks";
 import { BiopsyTracking } from "./views/Biopsies";
 import { PatientChart, PatientList } from "./views/Patients";
@@ -38,9 +39,16 @@ export function App() {
   return session ? <SignedIn session={session} onSignOut={leave} /> : <SignIn onSignedIn={setSession} />;
 }
 
+/** `?maxReplay=N` (development): a smaller replay limit than the client's 5,000 events, to
+ * try what a view does after a gap it cannot replay (the live board refetches). */
+function replayLimit(): { maxReplayEvents?: number } {
+  const n = Number(new URLSearchParams(location.search).get("maxReplay"));
+  return Number.isInteger(n) && n > 0 ? { maxReplayEvents: n } : {};
+}
+
 function SignedIn({ session, onSignOut }: { session: Session; onSignOut: () => void }) {
   const client = useMemo(
-    () => new HubClient({ api: new HubApi({ token: () => session.token }), userId: session.user }),
+    () => new HubClient({ api: new HubApi({ token: () => session.token }), userId: session.user, ...replayLimit() }),
     [session],
   );
   // The token itself expired or was refused: back to the sign-in.
@@ -65,7 +73,7 @@ function Shell({ session, onSignOut }: { session: Session; onSignOut: () => void
   const { open } = useNotifications();
   const chart = /^#\/patients\/([A-Za-z0-9_-]+)$/.exec(route);
   const nav: [string, string][] = [
-    ["#/schedule", "Schedule"], ["#/patients", "Patients"], ["#/billing", "Billing"], ["#/biopsies", "Biopsies"],
+    ["#/schedule", "Schedule"], ["#/board", "Board"], ["#/patients", "Patients"], ["#/billing", "Billing"], ["#/biopsies", "Biopsies"],
     ...(session.roles.includes("admin") ? ([["#/kiosks", "Kiosks"]] as [string, string][]) : []),
   ];
   return (
@@ -88,11 +96,12 @@ function Shell({ session, onSignOut }: { session: Session; onSignOut: () => void
       <main>
         {chart ? <PatientChart key={chart[1]} patientId={chart[1]!} session={session} />
           : route === "#/patients" ? <PatientList />
-          : route === "#/billing" ? <Billing session={session} />
+          : route === "#/billing" ? <Billing />
           : route === "#/biopsies" ? <BiopsyTracking session={session} />
           : route === "#/notifications" ? <Tray />
+          : route === "#/board" ? <Board />
           : route === "#/kiosks" ? <Kiosks />
-          : <Schedule session={session} />}
+          : <Schedule />}
       </main>
     </>
   );

@@ -5,7 +5,9 @@ import { useCallback, useEffect, useEffectEvent, useState, useSyncExternalStore 
 
 import { typesOf, type EventType, type HubEvent, type TypesOf } from "../core/catalog";
 import type { HubNotification } from "../core/notifications";
+import { useOptionalToast } from "./components/Toasts";
 import { useHub } from "./context";
+import { toastUnlessOwn } from "./toastText";
 
 export interface UpdateOptions<T extends EventType> {
   /** Only this patient's events (one topic subtree, so the broker filters). */
@@ -16,6 +18,24 @@ export interface UpdateOptions<T extends EventType> {
   onRefetch?: () => void;
   /** Skip subscribing (for example until an id is known). */
   enabled?: boolean;
+  /** Toast each event (TOAST_TEXT) unless this window made it; needs a ToastProvider. */
+  showToasts?: boolean;
+}
+
+/** A function that toasts an event unless this window made it (its origin is one of
+ * this client's connections): another window's change toasts, even the same user's. */
+export function useEventToasts(enabled = true): (event: HubEvent) => void {
+  const hub = useHub();
+  const push = useOptionalToast();
+  if (enabled && !push) throw new Error("showToasts needs a <ToastProvider> around the component");
+  return useCallback(
+    (event: HubEvent) => {
+      if (!enabled || !push) return;
+      const toast = toastUnlessOwn(event, (e) => hub.isOwn(e));
+      if (toast) push(toast);
+    },
+    [enabled, push, hub],
+  );
 }
 
 /** Calls `handler` with each new event of `types`. The handler may change on every
@@ -26,7 +46,11 @@ export function useHubEvents<T extends EventType>(
   options: Omit<UpdateOptions<T>, "types"> = {},
 ): void {
   const hub = useHub();
-  const onEvent = useEffectEvent((event: HubEvent) => handler(event as HubEvent<T>));
+  const toast = useEventToasts(options.showToasts ?? false);
+  const onEvent = useEffectEvent((event: HubEvent) => {
+    handler(event as HubEvent<T>);
+    toast(event);
+  });
   const onRefetch = useEffectEvent(() => options.onRefetch?.());
   const key = types.join(",");
   const { patientId, enabled = true } = options;

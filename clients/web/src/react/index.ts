@@ -6,6 +6,7 @@ export {
   useBillingUpdates,
   useBiopsyUpdates,
   useEncounterUpdates,
+  useEventToasts,
   useHubEvents,
   useHubQuery,
   useNotifications,
@@ -18,4 +19,13 @@ export { applyToList, useLiveList, type LiveList, type LiveListOptions } from ".
 export { CriticalAlerts } from "./components/CriticalAlerts";
 export { Highlight, useHighlight, type HighlightProps } from "./components/Highlight";
 export { LiveIndicator } from "./components/LiveIndicator";
+export {
+  LiveItem,
+  RealtimeWrapper,
+  useLiveChange,
+  type Changes,
+  type LiveItemProps,
+  type RealtimeWrapperProps,
+} from "./components/RealtimeWrapper";
 export { ToastProvider, useToast, type Toast, type ToastTone } from "./components/Toasts";
+export { TOAST_TEXT, toastFor, toastUnlessOwn } from "./toastText";

@@ -4,7 +4,7 @@
 import { useCallback, useRef, useState } from "react";
 
 import type { EventType, HubEvent } from "../core/catalog";
-import { useHubEvents, useHubQuery } from "./hooks";
+import { useEventToasts, useHubEvents, useHubQuery } from "./hooks";
 
 export interface LiveListOptions<T, E extends EventType> {
   /** Loads the list (after the client's baseline; again after a refetch). */
@@ -15,8 +15,10 @@ export interface LiveListOptions<T, E extends EventType> {
   removes?: (event: HubEvent<E>) => boolean;
   /** Events that only concern some items (for example another day's appointments). */
   accepts?: (event: HubEvent<E>) => boolean;
-  /** Called after an event was applied: a place for toasts. */
+  /** Called after an event was applied: a place for custom toasts. */
   onApplied?: (event: HubEvent<E>) => void;
+  /** Toast each applied event (TOAST_TEXT) unless this window made it. */
+  showToasts?: boolean;
   patientId?: string | undefined;
   /** Ids the load depends on (compared as strings). */
   deps?: readonly (string | number | undefined)[];
@@ -82,6 +84,7 @@ export function useLiveList<T extends { id: string }, E extends EventType>(
     return base;
   }, [...(options.deps ?? []), patientId]);
   const { reload } = query;
+  const toast = useEventToasts(options.showToasts ?? false);
   useHubEvents(
     types,
     (event) => {
@@ -96,6 +99,7 @@ export function useLiveList<T extends { id: string }, E extends EventType>(
         return settle({ base: s.base, changes, loaded: s.loaded }, at, load);
       });
       options.onApplied?.(event);
+      toast(event as HubEvent);
     },
     { patientId, onRefetch: useCallback(() => reload(), [reload]) },
   );

@@ -4,14 +4,13 @@ import { typesOf, type Claim, type Payment, type PriorAuth, type TypesOf } from 
 import { Highlight, useBillingUpdates, useHub, useLiveList, useToast } from "../../react";
 import { fullName, loadList, useDirectory } from "../data";
 import { label, money } from "../format";
-import type { Session } from "../session";
 import { useAction } from "./useAction";
 
-export function Billing({ session }: { session: Session }) {
+export function Billing() {
   return (
     <section>
       <h1>Billing</h1>
-      <Claims session={session} />
+      <Claims />
       <div className="cards">
         <Payments />
         <PriorAuths />
@@ -29,7 +28,7 @@ function PatientSelect() {
   );
 }
 
-function Claims({ session }: { session: Session }) {
+function Claims() {
   const hub = useHub();
   const act = useAction();
   const toast = useToast();
@@ -42,7 +41,7 @@ function Claims({ session }: { session: Session }) {
   const list = useLiveList<Claim, TypesOf<"claim">>(typesOf("claim"), {
     load: () => loadList<Claim>(hub.api, "/claims", "claims"),
     onApplied: (e) => {
-      if (e.actor !== session.user && e.type === "claim:paid") toast({ title: "Claim paid", body: `${name(e.patientId)} · ${money(e.data.paidAmountCents)}`, tone: "success" });
+      if (!hub.isOwn(e) && e.type === "claim:paid") toast({ title: "Claim paid", body: `${name(e.patientId)} · ${money(e.data.paidAmountCents)}`, tone: "success" });
     },
   });
   const create = (e: FormEvent<HTMLFormElement>) => {

@@ -41,7 +41,7 @@ export function PatientChart({ patientId, session }: { patientId: string; sessio
       if (e.type === "patient:updated") {
         const { firstName, lastName, dateOfBirth } = e.data;
         setLive((s) => ({ ...s, patient: { ...s.patient, firstName, lastName, dateOfBirth }, seq: e.seq }));
-        if (e.actor !== session.user) toast({ title: "Demographics updated", body: `${firstName} ${lastName}` });
+        if (!hub.isOwn(e)) toast({ title: "Demographics updated", body: `${firstName} ${lastName}` });
       } else if (e.type === "patient:balance_changed") {
         setLive((s) => ({ ...s, patient: { ...s.patient, balanceCents: e.data.balanceCents }, balanceSeq: e.seq }));
       } else {

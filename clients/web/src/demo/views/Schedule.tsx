@@ -4,7 +4,6 @@ import { typesOf, type Appointment, type TypesOf } from "../../core";
 import { Highlight, useHub, useLiveList, useToast } from "../../react";
 import { fullName, useDirectory } from "../data";
 import { label, localDay, time } from "../format";
-import type { Session } from "../session";
 import { useAction } from "./useAction";
 
 const VERBS: Record<TypesOf<"appointment">, string> = {
@@ -16,7 +15,7 @@ const VERBS: Record<TypesOf<"appointment">, string> = {
 
 const isToday = (iso: string) => localDay(new Date(iso)) === localDay(new Date());
 
-export function Schedule({ session }: { session: Session }) {
+export function Schedule() {
   const hub = useHub();
   const toast = useToast();
   const act = useAction();
@@ -26,7 +25,7 @@ export function Schedule({ session }: { session: Session }) {
     // An appointment moved to another day leaves today's schedule.
     removes: (e) => !isToday(e.data.scheduledStart),
     onApplied: (e) => {
-      if (e.actor === session.user) return;
+      if (hub.isOwn(e)) return; // this window's change; another window's, even ours, toasts
       // A kiosk check-in names its kiosk (the event's actor is the kiosk's id).
       if (e.type === "appointment:checkedin" && e.data.kioskName) {
         toast({ title: "Checked in at the kiosk", body: `${e.data.patientName} · ${e.data.kioskName}`, tone: "success" });

@@ -22,6 +22,11 @@ export function useToast(): (toast: Toast) => void {
   return push;
 }
 
+/** The ToastProvider's push, or null outside one (hooks whose toasts are optional). */
+export function useOptionalToast(): ((toast: Toast) => void) | null {
+  return useContext(ToastContext);
+}
+
 export function ToastProvider({ children }: { children: ReactNode }) {
   const [toasts, setToasts] = useState<Shown[]>([]);
   const next = useRef(0);
