@@ -20,6 +20,7 @@ from api.logs import configure_logging
 from api.observe import RequestObserver
 from api.rate_limits import RateLimits, WriteLimit
 from api.routers import (
+    alert_rules,
     appointments,
     audit,
     biopsies,
@@ -89,6 +90,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(router.router)
     # The domain routes: each POST, PUT, PATCH or DELETE counts as one write.
     for router in (
+        alert_rules,
         notifications,
         patients,
         appointments,

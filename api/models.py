@@ -10,6 +10,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Date,
+    Float,
     ForeignKeyConstraint,
     Index,
     Integer,
@@ -264,6 +265,55 @@ class Notification(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
     version: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
+    # The schedule this alert was routed with (its tenant's rule at the time); NULL:
+    # the configured defaults (HUB_CRITICAL_*).
+    resend_seconds: Mapped[float | None] = mapped_column(Float)
+    max_resends: Mapped[int | None] = mapped_column(Integer)
+    # When the user's client reported it received and displayed the alert.
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    displayed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class AlertRule(Base):
+    """Who hears one alerting event type in one tenant, and how it escalates
+    (docs/notifications.md, "Routing rules"). No row: the built-in default."""
+
+    __tablename__ = "alert_rules"
+
+    tenant: Mapped[str] = mapped_column(String(40), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(64), primary_key=True)
+    natural_recipient: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    covering_provider_id: Mapped[str | None] = mapped_column(String(64))
+    care_team: Mapped[list[str]] = mapped_column(JSON, nullable=False, default=list)
+    roles: Mapped[list[str]] = mapped_column(JSON, nullable=False, default=list)
+    on_call: Mapped[list[str]] = mapped_column(JSON, nullable=False, default=list)
+    resend_seconds: Mapped[float | None] = mapped_column(Float)
+    max_resends: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    escalate_after_seconds: Mapped[float | None] = mapped_column(Float)
+    escalate_to_roles: Mapped[list[str]] = mapped_column(JSON, nullable=False, default=list)
+    escalate_to_staff: Mapped[list[str]] = mapped_column(JSON, nullable=False, default=list)
+    updated_by: Mapped[str] = mapped_column(String(64), nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    version: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
+
+
+class AlertCursor(Base):
+    """How far the alert router has read each tenant's events (by seq)."""
+
+    __tablename__ = "alert_cursors"
+
+    tenant: Mapped[str] = mapped_column(String(40), primary_key=True)
+    last_seq: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+
+
+class AlertRouted(Base):
+    """An alerting event its own transaction already routed (a domain route): the alert
+    router passes it by, and deletes this row as its cursor passes it."""
+
+    __tablename__ = "alert_routed"
+
+    tenant: Mapped[str] = mapped_column(String(40), primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(36), primary_key=True)
 
 
 class Kiosk(Base):

@@ -16,6 +16,7 @@ import anyio.to_thread
 from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from api.domain.alert_routing import RoutingConfig, any_pending, route_committed
 from api.domain.appointments import Clinic
 from api.domain.board import refresh_day
 from api.domain.kiosks import ArrivalWindow, RateLimit, prune_answers
@@ -30,7 +31,7 @@ from hub.broker_tokens import AccessTokenVerifier, KeyRing, TokenSigner
 from hub.credentials import CredentialIssuer
 from hub.db import driver_cursor, make_engine, make_sessionmaker, placeholder, utcnow
 from hub.mosquitto import ADMIN_ROLE, SERVICE_ROLE, BrokerLayout
-from hub.outbox import prune_published
+from hub.outbox import add_commit_listener, prune_published, remove_commit_listener
 from hub.relay import Relay
 from hub.tls import client_context
 from hub.tokens import TokenVerifier
@@ -56,6 +57,7 @@ class Runtime:
     writer: EventWriter
     broker_ready: asyncio.Event
     alert_policy: AlertPolicy
+    routing: RoutingConfig
     kiosk_responder: KioskResponder | None = None
 
 
@@ -291,6 +293,40 @@ async def _alert_loop(rt: Runtime) -> None:
         await asyncio.sleep(rt.settings.notification_tick_seconds)
 
 
+async def _alert_router_loop(rt: Runtime) -> None:
+    """Route committed alerting events that no route routed (POST /events) by the
+    tenants' rules. Every process may run it: the per-tenant cursor row is locked while
+    a pass routes, so two passes never route one event (api.domain.alert_routing). It
+    does not wait for relay leadership, which follows the broker connection: an alert
+    is stored and listed even while the broker is away."""
+    wake = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def committed() -> None:  # any thread: this process committed events
+        loop.call_soon_threadsafe(wake.set)
+
+    def work() -> int:
+        with rt.read_sessions() as session:
+            if not any_pending(session):
+                return 0
+        with rt.sessions() as session:
+            return route_committed(session, rt.routing)
+
+    add_commit_listener(committed)
+    try:
+        while True:
+            wake.clear()
+            try:
+                while await anyio.to_thread.run_sync(work):
+                    pass
+            except Exception:
+                log.warning("alert routing failed; retrying", exc_info=True)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), rt.settings.alert_router_tick_seconds)
+    finally:
+        remove_commit_listener(committed)
+
+
 async def _board_loop(rt: Runtime, clinic: Clinic) -> None:
     """Publish today's board when this process's relay becomes the active one (at
     start, or on taking over), then again as each clinic day begins."""
@@ -375,6 +411,7 @@ async def running(settings: Settings) -> AsyncIterator[Runtime]:
         writer=writer,
         broker_ready=asyncio.Event(),
         alert_policy=alert_policy(settings),
+        routing=RoutingConfig(settings.critical_diagnoses, alert_policy(settings)),
     )
     rt.kiosk_responder = kiosk_responder(settings, sessions, service_password, rt.broker_ready)
     writer.start()
@@ -388,6 +425,8 @@ async def running(settings: Settings) -> AsyncIterator[Runtime]:
                 ),
                 asyncio.create_task(_alert_loop(rt), name="hub-alerts"),
             ]
+            if settings.alert_router_enabled:
+                tasks.append(asyncio.create_task(_alert_router_loop(rt), name="hub-alert-router"))
             try:
                 yield rt
             finally:

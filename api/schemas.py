@@ -424,3 +424,62 @@ class NotificationOut(Out):
 
 class NotificationPage(Out):
     notifications: list[NotificationOut]
+
+
+class NotificationSeen(Body):
+    """The client received and displayed a notification (times by its clock)."""
+
+    displayed_at: AwareDatetime
+    received_at: AwareDatetime | None = None
+
+
+class NotificationReceipt(Out):
+    id: str
+    delivered_at: datetime | None
+    displayed_at: datetime | None
+    acknowledged_at: datetime | None
+    acknowledged_by: str | None
+
+
+StaffId = Annotated[str, Id]
+RoleName = Literal["front_desk", "provider", "billing", "admin"]
+
+
+class EscalateTo(Body):
+    roles: list[RoleName] = Field(default_factory=list, max_length=4)
+    staff_ids: list[StaffId] = Field(default_factory=list, max_length=50)
+
+
+class AlertRuleIn(Body):
+    """Who hears one alerting event type, and how an unacknowledged one escalates."""
+
+    natural_recipient: bool = True
+    covering_provider_id: StaffId | None = None
+    care_team: list[StaffId] = Field(default_factory=list, max_length=50)
+    roles: list[RoleName] = Field(default_factory=list, max_length=4)
+    on_call: list[StaffId] = Field(default_factory=list, max_length=50)
+    resend_seconds: float | None = Field(default=None, gt=0, le=86400)
+    max_resends: int = Field(default=0, ge=0, le=20)
+    escalate_after_seconds: float | None = Field(default=None, gt=0, le=7 * 86400)
+    escalate_to: EscalateTo = Field(default_factory=EscalateTo)
+
+
+class AlertRuleOut(Out):
+    kind: str
+    configured: bool
+    natural_recipient: bool
+    covering_provider_id: str | None
+    care_team: list[str]
+    roles: list[str]
+    on_call: list[str]
+    resend_seconds: float | None
+    max_resends: int
+    escalate_after_seconds: float | None
+    escalate_to: dict[str, list[str]]
+    updated_by: str | None
+    updated_at: datetime | None
+    version: int
+
+
+class AlertRulePage(Out):
+    rules: list[AlertRuleOut]

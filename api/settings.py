@@ -106,6 +106,12 @@ class Settings(BaseSettings):
     critical_max_resends: int = Field(default=2, ge=0, le=20)
     critical_escalate_seconds: float = Field(default=900.0, gt=0)
     notification_tick_seconds: float = Field(default=5.0, gt=0)
+    # The alert router routes events that arrived through POST /events by the tenants'
+    # alert rules (docs/notifications.md): woken by this process's commits, and polling
+    # for other processes' every tick. Disabled, this process routes nothing of them
+    # (another process's router, or this one after a restart, does).
+    alert_router_enabled: bool = True
+    alert_router_tick_seconds: float = Field(default=1.0, gt=0)
 
     # Kiosk check-in (docs/architecture.md, "Kiosks"). The arrival window is relative
     # to an appointment's start; failed check-ins lock a kiosk for a while.

@@ -240,6 +240,10 @@ def _types() -> list[EventType]:
 
 CATALOG: dict[str, EventType] = {t.name: t for t in _types()}
 
+# The event types a tenant's alert rules route to people (api.domain.alert_routing);
+# the outbox indexes them so the alert router finds them without scanning.
+ALERTING_TYPES: tuple[str, ...] = ("biopsy:result_received", "claim:denied", "prior_auth:denied")
+
 
 def get_event_type(name: str) -> EventType:
     try:

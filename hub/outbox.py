@@ -35,7 +35,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from hub import metrics
-from hub.catalog import get_event_type
+from hub.catalog import ALERTING_TYPES, get_event_type
 from hub.db import Base, UTCDateTime, driver_cursor, placeholder, utcnow
 from hub.envelope import build_envelope, dumps, parse_origin
 from hub.errors import EventValidationError
@@ -43,6 +43,8 @@ from hub.pgnotify import notify_outbox
 from hub.topics import Topic, event_topic, snapshot_topic, validate_id, validate_tenant
 
 _BigId = BigInteger().with_variant(Integer(), "sqlite")
+# Constant type names only (never a value from outside).
+_ALERTING = "type IN ({})".format(", ".join(f"'{t}'" for t in ALERTING_TYPES))
 
 
 class TenantSequence(Base):
@@ -67,6 +69,13 @@ class OutboxEvent(Base):
         ),
         Index("ix_events_published_at", "published_at"),
         Index("ix_events_entity", "tenant", "entity_id", "seq"),
+        Index(
+            "ix_events_alerting",
+            "tenant",
+            "seq",
+            sqlite_where=text(_ALERTING),
+            postgresql_where=text(_ALERTING),
+        ),
     )
 
     pk: Mapped[int] = mapped_column(_BigId, primary_key=True, autoincrement=True)

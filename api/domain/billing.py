@@ -11,13 +11,13 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from api.domain import notifications, patients
+from api.domain import patients
+from api.domain.alert_routing import RoutingConfig, route_in_transaction
 from api.domain.common import (
     apply_changes,
     check_version,
     emit_about,
     get_row,
-    staff_with_role,
     touch,
 )
 from api.errors import Conflict, Invalid
@@ -158,7 +158,10 @@ def change_claim_status(
     reason: str | None,
     paid_amount_cents: int | None,
     patient_responsibility_cents: int | None,
+    routing: RoutingConfig | None = None,
 ) -> Claim:
+    """A payer's decision. A denial alerts whom the tenant's rule names (by default
+    the billing role), in the same transaction."""
     c = get_claim(session, tenant, claim_id, lock=True)
     if status not in TRANSITIONS[c.status]:
         raise Conflict(f"cannot change a {c.status} claim to {status}")
@@ -206,19 +209,9 @@ def change_claim_status(
             reason=f"claim {c.id} {status}",
         )
     if status == "denied":
-        patient = get_row(session, Patient, tenant, c.patient_id, "patient")
-        notifications.notify(
-            session,
-            event=event,
-            user_ids=[s.id for s in staff_with_role(session, tenant, "billing")],
-            kind="claim_denied",
-            severity="alert",
-            title="Claim denied",
-            body=f"{patient.full_name}: claim {c.id} to {c.payer_id} was denied: {reason}",
-            entity="claim",
-            entity_id=c.id,
-            actor=actor,
-        )
+        if routing is None:
+            raise ValueError("a denial needs the alert routing configuration")
+        route_in_transaction(session, event, routing, actor=actor)
     session.commit()
     return c
 

@@ -5,14 +5,14 @@ A result is critical when its diagnosis matches the configured list or the lab s
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from api.domain import notifications
+from api.domain.alert_routing import RoutingConfig, route_in_transaction
+from api.domain.alert_routing import is_critical as is_critical
 from api.domain.common import active_provider, check_version, emit_about, get_row, touch
-from api.domain.notifications import AlertPolicy
 from api.errors import Conflict, Forbidden, Invalid
 from api.models import Biopsy, Encounter, Patient
 from hub.catalog import BiopsyData
@@ -31,11 +31,6 @@ TRANSITIONS: dict[str, frozenset[str]] = {
 }
 # A lab may result a specimen whose collection or shipping nobody recorded.
 RESULTABLE = frozenset({"ordered", "collected", "sent"})
-
-
-def is_critical(diagnosis: str, concerning: bool | None, terms: Sequence[str]) -> bool:
-    text = " ".join(diagnosis.lower().split())
-    return bool(concerning) or any(term in text for term in terms)
 
 
 def get_biopsy(session: Session, tenant: str, biopsy_id: str, *, lock: bool = False) -> Biopsy:
@@ -144,11 +139,11 @@ def record_result(
     biopsy_id: str,
     diagnosis: str,
     concerning: bool | None,
-    critical_terms: Sequence[str],
-    policy: AlertPolicy,
+    routing: RoutingConfig,
 ) -> Biopsy:
-    """The pathology result. A critical one notifies the ordering provider in the
-    same transaction: the alert exists if and only if the result was recorded."""
+    """The pathology result. A critical one alerts whom the tenant's rule names (by
+    default the ordering provider) in the same transaction: the alert exists if and
+    only if the result was recorded."""
     b = get_biopsy(session, tenant, biopsy_id, lock=True)
     if b.status not in RESULTABLE:
         raise Conflict(f"a {b.status} biopsy cannot receive a result")
@@ -157,26 +152,11 @@ def record_result(
     b.status = "resulted"
     b.diagnosis = diagnosis
     b.concerning = concerning
-    b.critical = is_critical(diagnosis, concerning, critical_terms)
+    b.critical = is_critical(diagnosis, concerning, routing.critical_terms)
     b.resulted_at = now
     touch(b)
     event = _emit(session, b, "biopsy:result_received", actor, previous_status=previous)
-    if b.critical:
-        patient = get_row(session, Patient, tenant, b.patient_id, "patient")
-        notifications.notify(
-            session,
-            event=event,
-            user_ids=[b.ordering_provider_id],
-            kind="critical_result",
-            severity="critical",
-            title="Critical biopsy result",
-            body=f"{patient.full_name}: {b.site}: {diagnosis}",
-            entity="biopsy",
-            entity_id=b.id,
-            actor=actor,
-            policy=policy,
-            escalate=True,
-        )
+    route_in_transaction(session, event, routing, actor=actor)
     session.commit()
     return b
 

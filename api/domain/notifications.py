@@ -14,14 +14,14 @@ then escalated to the tenant's admins; the escalation is itself an event
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
-from api.domain.common import staff_with_role
+from api.domain.alert_rules import AlertPolicy as AlertPolicy
+from api.domain.alert_rules import resolve, rule_for
 from api.errors import NotFound
 from api.models import Biopsy, Notification, Patient, Staff
 from hub.audit import record_audit
@@ -29,33 +29,12 @@ from hub.catalog import BiopsyEscalatedData
 from hub.db import utcnow
 from hub.envelope import iso_utc
 from hub.ids import new_id
-from hub.outbox import EmittedEvent, emit, enqueue_message
+from hub.outbox import EmittedEvent, OutboxEvent, emit, enqueue_message
 from hub.topics import notification_topic
 
 log = logging.getLogger("api.notifications")
 
 SYSTEM_ACTOR = "hub.escalation"
-
-
-@dataclass(frozen=True, slots=True)
-class AlertPolicy:
-    """When an unacknowledged critical alert is re-sent and escalated."""
-
-    resend_after: timedelta
-    max_resends: int
-    escalate_after: timedelta
-
-    def first_action(self, created: datetime, escalate_at: datetime | None) -> datetime | None:
-        return self.after_send(created, 1, escalate_at)
-
-    def after_send(
-        self, sent: datetime, attempt: int, escalate_at: datetime | None
-    ) -> datetime | None:
-        """The next time to act on an alert sent ``attempt`` times, last at ``sent``."""
-        if attempt - 1 < self.max_resends:
-            resend = sent + self.resend_after
-            return min(resend, escalate_at) if escalate_at is not None else resend
-        return escalate_at
 
 
 def notification_json(n: Notification) -> dict[str, Any]:
@@ -114,11 +93,13 @@ def notify(
 ) -> list[Notification]:
     """Store and queue one notification per user (each user once), in the caller's
     transaction. With a ``policy`` it is re-sent while unacknowledged, and with
-    ``escalate`` also escalated after ``policy.escalate_after``."""
+    ``escalate`` the first user's is also escalated after ``policy.escalate_after``
+    (once per event: the others are its siblings, settled with it)."""
     now = utcnow()
     created = []
-    for user_id in dict.fromkeys(user_ids):
-        escalate_at = now + policy.escalate_after if policy and escalate else None
+    for index, user_id in enumerate(dict.fromkeys(user_ids)):
+        escalates = policy is not None and escalate and index == 0
+        escalate_at = now + policy.escalate_after if policy and escalates else None
         n = Notification(
             tenant=event.tenant,
             id=new_id("n"),
@@ -140,6 +121,8 @@ def notify(
             created_at=now,
             updated_at=now,
             version=1,
+            resend_seconds=policy.resend_after.total_seconds() if policy else None,
+            max_resends=policy.max_resends if policy else None,
         )
         session.add(n)
         _publish(session, n, actor)
@@ -167,11 +150,30 @@ def acknowledge(
     if n.acknowledged_at is None:
         now = utcnow()
         _acknowledge(session, n, user_id, now)
+        settled = [n.id]
+        if n.severity == "critical" and n.escalation_of is None:
+            # A critical alert routed to several people (the ordering provider, the
+            # covering provider, a care team) is one alert: one of them has it.
+            siblings = session.scalars(
+                select(Notification)
+                .where(
+                    Notification.tenant == tenant,
+                    Notification.event_id == n.event_id,
+                    Notification.kind == n.kind,
+                    Notification.escalation_of.is_(None),
+                    Notification.acknowledged_at.is_(None),
+                )
+                .order_by(Notification.id)
+                .with_for_update()
+            ).all()
+            for sibling in siblings:
+                _acknowledge(session, sibling, user_id, now)
+                settled.append(sibling.id)
         children = session.scalars(
             select(Notification)
             .where(
                 Notification.tenant == tenant,
-                Notification.escalation_of == n.id,
+                Notification.escalation_of.in_(settled),
                 Notification.acknowledged_at.is_(None),
             )
             .with_for_update()
@@ -190,6 +192,61 @@ def acknowledge(
         )
         session.commit()
     return n
+
+
+def mark_seen(
+    session: Session,
+    *,
+    tenant: str,
+    user_id: str,
+    notification_id: str,
+    received_at: datetime | None,
+    displayed_at: datetime,
+) -> Notification:
+    """The user's client received and displayed the notification: recorded once
+    (``notification.delivered`` and ``notification.displayed`` audit rows, actor the
+    user); reporting it again changes nothing and records nothing."""
+    n = session.get(Notification, (tenant, notification_id), with_for_update=True)
+    if n is None or n.user_id != user_id:
+        raise NotFound(f"notification {notification_id} not found")
+    if n.displayed_at is None:
+        now = utcnow()
+        # A client's clock is only a claim: never before the alert, never in the future.
+        displayed = min(max(displayed_at, n.created_at), now)
+        received = min(max(received_at or displayed, n.created_at), displayed)
+        if n.delivered_at is None:
+            n.delivered_at = received
+            record_audit(
+                session,
+                tenant=tenant,
+                actor=user_id,
+                actor_kind="user",
+                kind="notification.delivered",
+                subject=n.id,
+                details={"kind": n.kind, "version": n.version, "receivedAt": iso_utc(received)},
+            )
+        n.displayed_at = displayed
+        record_audit(
+            session,
+            tenant=tenant,
+            actor=user_id,
+            actor_kind="user",
+            kind="notification.displayed",
+            subject=n.id,
+            details={"kind": n.kind, "version": n.version, "displayedAt": iso_utc(displayed)},
+        )
+        session.commit()
+    return n
+
+
+def receipt_json(n: Notification) -> dict[str, Any]:
+    return {
+        "id": n.id,
+        "deliveredAt": iso_utc(n.delivered_at) if n.delivered_at else None,
+        "displayedAt": iso_utc(n.displayed_at) if n.displayed_at else None,
+        "acknowledgedAt": iso_utc(n.acknowledged_at) if n.acknowledged_at else None,
+        "acknowledgedBy": n.acknowledged_by,
+    }
 
 
 def acknowledge_entity(session: Session, *, tenant: str, entity_id: str, by: str) -> int:
@@ -262,11 +319,12 @@ def process_due(session: Session, policy: AlertPolicy, *, batch: int = 100) -> i
         .with_for_update(skip_locked=True)
     ).all()
     for n in due:
+        own = _own_policy(n, policy)
         if n.escalate_at is not None and not n.escalated and now >= n.escalate_at:
-            _escalate(session, n, policy, now)
+            _escalate(session, n, own, policy, now)
         else:
             n.attempt += 1
-            n.next_action_at = policy.after_send(now, n.attempt, n.escalate_at)
+            n.next_action_at = own.after_send(now, n.attempt, n.escalate_at)
             n.updated_at = now
             n.version += 1
             _publish(session, n, SYSTEM_ACTOR)
@@ -274,66 +332,119 @@ def process_due(session: Session, policy: AlertPolicy, *, batch: int = 100) -> i
     return len(due)
 
 
-def _escalate(session: Session, n: Notification, policy: AlertPolicy, now: datetime) -> None:
+def _own_policy(n: Notification, defaults: AlertPolicy) -> AlertPolicy:
+    """The schedule the alert was routed with (its rule's), else the defaults."""
+    if n.resend_seconds is None or n.max_resends is None:
+        return defaults
+    return AlertPolicy(
+        resend_after=timedelta(seconds=n.resend_seconds),
+        max_resends=n.max_resends,
+        escalate_after=defaults.escalate_after,  # escalate_at is already on the row
+    )
+
+
+def escalation_targets(
+    session: Session, n: Notification, defaults: AlertPolicy, notified: set[str]
+) -> list[str]:
+    """Whom the tenant's rule escalates ``n`` to, but those it already reached; with
+    nobody left, the tenant's other active providers, so an unacknowledged critical
+    alert always reaches somebody."""
+    rule = rule_for(session, n.tenant, n.event_type, defaults)
+    targets = [
+        t
+        for t in resolve(session, n.tenant, rule.escalate_to_staff, rule.escalate_to_roles)
+        if t not in notified
+    ]
+    if not targets:
+        targets = [
+            s.id
+            for s in session.scalars(
+                select(Staff)
+                .where(
+                    Staff.tenant == n.tenant, Staff.active.is_(True), Staff.is_provider.is_(True)
+                )
+                .order_by(Staff.id)
+            )
+            if s.id not in notified
+        ]
+    return targets
+
+
+def _event_data(session: Session, event_id: str) -> dict[str, Any]:
+    row = session.scalar(select(OutboxEvent).where(OutboxEvent.id == event_id))
+    data: dict[str, Any] = row.envelope().get("data", {}) if row is not None else {}
+    return data
+
+
+def _escalate(
+    session: Session, n: Notification, own: AlertPolicy, defaults: AlertPolicy, now: datetime
+) -> None:
     n.escalated = True
     n.next_action_at = None
     n.updated_at = now
     n.version += 1
     _publish(session, n, SYSTEM_ACTOR)
-    biopsy = session.get(Biopsy, (n.tenant, n.entity_id))
-    if n.entity != "biopsy" or biopsy is None:
-        log.error("cannot escalate notification %s about %s %s", n.id, n.entity, n.entity_id)
-        return
-    # The admins; a tenant without one falls back to its other active providers, so an
-    # unacknowledged critical result always reaches somebody.
-    targets = [s.id for s in staff_with_role(session, n.tenant, "admin") if s.id != n.user_id]
-    if not targets:
-        targets = [
-            s.id
-            for s in session.scalars(
-                select(Staff).where(
-                    Staff.tenant == n.tenant, Staff.active.is_(True), Staff.is_provider.is_(True)
-                )
+    # Everybody the alert reached (its siblings) already knows.
+    notified = set(
+        session.scalars(
+            select(Notification.user_id).where(
+                Notification.tenant == n.tenant,
+                Notification.event_id == n.event_id,
+                Notification.escalation_of.is_(None),
             )
-            if s.id != n.user_id
-        ]
-    event = emit(
-        session,
-        tenant=n.tenant,
-        event_type="biopsy:escalated",
-        actor=SYSTEM_ACTOR,
-        patient_id=n.patient_id,
-        entity_id=biopsy.id,
-        data=BiopsyEscalatedData(
-            id=biopsy.id,
-            patient_id=n.patient_id,
-            ordering_provider_id=biopsy.ordering_provider_id,
-            notification_id=n.id,
-            escalated_to=targets,
-            unacknowledged_since=n.created_at,
-            attempts=n.attempt,
-        ),
+        )
     )
-    if not targets:
-        log.error("critical result %s escalated, but tenant %s has nobody to tell", n.id, n.tenant)
-        return
+    targets = escalation_targets(session, n, defaults, notified)
+    data = _event_data(session, n.event_id)
     patient = session.get(Patient, (n.tenant, n.patient_id))
     provider = session.get(Staff, (n.tenant, n.user_id))
     who = provider.name if provider else n.user_id
     name = patient.full_name if patient else n.patient_id
+    if n.entity == "biopsy":
+        # A result from an outside lab may name a biopsy the hub never ordered.
+        biopsy = session.get(Biopsy, (n.tenant, n.entity_id))
+        ordering = biopsy.ordering_provider_id if biopsy else data.get("orderingProviderId")
+        site = biopsy.site if biopsy else data.get("site", "")
+        diagnosis = biopsy.diagnosis if biopsy else data.get("diagnosis", "")
+        event = emit(
+            session,
+            tenant=n.tenant,
+            event_type="biopsy:escalated",
+            actor=SYSTEM_ACTOR,
+            patient_id=n.patient_id,
+            entity_id=n.entity_id,
+            data=BiopsyEscalatedData(
+                id=n.entity_id,
+                patient_id=n.patient_id,
+                ordering_provider_id=ordering or n.user_id,
+                notification_id=n.id,
+                escalated_to=targets,
+                unacknowledged_since=n.created_at,
+                attempts=n.attempt,
+            ),
+        )
+        title = "Escalated: unacknowledged critical biopsy result"
+        body = f"{name}: {site}: {diagnosis}."
+    else:
+        # No catalog event for escalating a denial: the notifications say it.
+        event = EmittedEvent(n.event_id, n.tenant, 0, n.event_type, "", {"patientId": n.patient_id})
+        title = f"Escalated: {n.title}"
+        body = n.body
+    if not targets:
+        log.error("alert %s escalated, but tenant %s has nobody to tell", n.id, n.tenant)
+        return
     notify(
         session,
         event=event,
         user_ids=targets,
         kind="escalation",
         severity="critical",
-        title="Escalated: unacknowledged critical biopsy result",
-        body=f"{name}: {biopsy.site}: {biopsy.diagnosis}. Not acknowledged by {who} "
-        f"since {iso_utc(n.created_at)}.",
-        entity="biopsy",
-        entity_id=biopsy.id,
+        title=title,
+        body=f"{body} Not acknowledged by {who} since {iso_utc(n.created_at)}.",
+        entity=n.entity,
+        entity_id=n.entity_id,
         actor=SYSTEM_ACTOR,
-        policy=policy,
+        policy=own,
         escalation_of=n.id,
     )
 

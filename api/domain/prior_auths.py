@@ -7,8 +7,8 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from api.domain import notifications
-from api.domain.common import active_provider, emit_about, get_row, staff_with_role, touch
+from api.domain.alert_routing import RoutingConfig, route_in_transaction
+from api.domain.common import active_provider, emit_about, get_row, touch
 from api.errors import Conflict
 from api.models import Patient, PriorAuth
 from hub.catalog import PriorAuthData
@@ -92,7 +92,14 @@ def request(
 
 
 def change_status(
-    session: Session, *, tenant: str, actor: str, pa_id: str, status: str, reason: str | None
+    session: Session,
+    *,
+    tenant: str,
+    actor: str,
+    pa_id: str,
+    status: str,
+    reason: str | None,
+    routing: RoutingConfig | None = None,
 ) -> PriorAuth:
     pa = get_prior_auth(session, tenant, pa_id, lock=True)
     if status not in TRANSITIONS[pa.status]:
@@ -109,21 +116,8 @@ def change_status(
         previous_status=previous,
     )
     if status == "denied":
-        users = [pa.requested_by] if pa.requested_by else []
-        users += [s.id for s in staff_with_role(session, tenant, "billing")]
-        patient = get_row(session, Patient, tenant, pa.patient_id, "patient")
-        because = f": {reason}" if reason else ""
-        notifications.notify(
-            session,
-            event=event,
-            user_ids=users,
-            kind="prior_auth_denied",
-            severity="alert",
-            title="Prior authorization denied",
-            body=f"{patient.full_name}: {pa.item} ({pa.payer_id}) was denied{because}",
-            entity="prior_auth",
-            entity_id=pa.id,
-            actor=actor,
-        )
+        if routing is None:
+            raise ValueError("a denial needs the alert routing configuration")
+        route_in_transaction(session, event, routing, actor=actor)
     session.commit()
     return pa

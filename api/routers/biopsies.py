@@ -79,8 +79,7 @@ def record_result(
         biopsy_id=biopsy_id,
         diagnosis=body.diagnosis,
         concerning=body.concerning,
-        critical_terms=runtime.settings.critical_diagnoses,
-        policy=runtime.alert_policy,
+        routing=runtime.routing,
     )
 
 

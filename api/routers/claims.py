@@ -4,7 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from api.deps import Billing, CurrentUser, DbSession, PayerDecision
+from api.deps import Billing, CurrentUser, DbSession, PayerDecision, RuntimeDep
 from api.domain import billing as domain
 from api.models import Claim
 from api.routers.listing import Limit, PatientFilter, list_rows
@@ -62,7 +62,7 @@ def submit_claim(claim_id: str, user: Billing, db: DbSession) -> Claim:
 
 @router.post("/{claim_id}/status", response_model=ClaimOut)
 def change_status(
-    claim_id: str, body: ClaimStatusChange, user: PayerDecision, db: DbSession
+    claim_id: str, body: ClaimStatusChange, user: PayerDecision, db: DbSession, runtime: RuntimeDep
 ) -> Claim:
     return domain.change_claim_status(
         db,
@@ -73,4 +73,5 @@ def change_status(
         reason=body.reason,
         paid_amount_cents=body.paid_amount_cents,
         patient_responsibility_cents=body.patient_responsibility_cents,
+        routing=runtime.routing,
     )

@@ -8,7 +8,7 @@ from fastapi.responses import JSONResponse
 from api.deps import DbSession, SignedIn
 from api.domain import notifications as domain
 from api.routers.listing import Limit
-from api.schemas import NotificationOut, NotificationPage
+from api.schemas import NotificationOut, NotificationPage, NotificationReceipt, NotificationSeen
 
 router = APIRouter(prefix="/notifications", tags=["notifications"])
 
@@ -34,3 +34,20 @@ def acknowledge(notification_id: str, user: SignedIn, db: DbSession) -> JSONResp
         db, tenant=user.tenant, user_id=user.sub, notification_id=notification_id
     )
     return JSONResponse(domain.notification_json(n))
+
+
+@router.post("/{notification_id}/seen", response_model=NotificationReceipt)
+def seen(
+    notification_id: str, body: NotificationSeen, user: SignedIn, db: DbSession
+) -> JSONResponse:
+    """The caller's client received and displayed the notification: audited once
+    (``notification.delivered``, ``notification.displayed``); again changes nothing."""
+    n = domain.mark_seen(
+        db,
+        tenant=user.tenant,
+        user_id=user.sub,
+        notification_id=notification_id,
+        received_at=body.received_at,
+        displayed_at=body.displayed_at,
+    )
+    return JSONResponse(domain.receipt_json(n))

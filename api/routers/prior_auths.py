@@ -4,7 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from api.deps import CurrentUser, DbSession, PayerDecision, Requester
+from api.deps import CurrentUser, DbSession, PayerDecision, Requester, RuntimeDep
 from api.domain import prior_auths as domain
 from api.models import PriorAuth
 from api.routers.listing import Limit, PatientFilter, list_rows
@@ -47,7 +47,11 @@ def get_prior_auth(prior_auth_id: str, user: CurrentUser, db: DbSession) -> Prio
 
 @router.post("/{prior_auth_id}/status", response_model=PriorAuthOut)
 def change_status(
-    prior_auth_id: str, body: PriorAuthStatusChange, user: PayerDecision, db: DbSession
+    prior_auth_id: str,
+    body: PriorAuthStatusChange,
+    user: PayerDecision,
+    db: DbSession,
+    runtime: RuntimeDep,
 ) -> PriorAuth:
     return domain.change_status(
         db,
@@ -56,4 +60,5 @@ def change_status(
         pa_id=prior_auth_id,
         status=body.status,
         reason=body.reason,
+        routing=runtime.routing,
     )
