@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 from functools import cached_property
 from pathlib import Path
@@ -28,7 +29,12 @@ _TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="HUB_", extra="ignore")
+    # HUB_SECRETS_DIR: a directory of files named like the variables in lower case
+    # (hub_broker_admin_password, ...), as compose and Kubernetes mount secrets; a
+    # variable in the environment still wins over its file.
+    model_config = SettingsConfigDict(
+        env_prefix="HUB_", extra="ignore", secrets_dir=os.environ.get("HUB_SECRETS_DIR") or None
+    )
 
     env: Literal["development", "production"] = "development"
     data_dir: Path = Path("./var")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
@@ -150,3 +153,22 @@ def test_log_format_defaults_to_json_in_production_and_text_in_development() -> 
     assert Settings().resolved_log_format == "text"
     assert Settings(log_format="json").resolved_log_format == "json"
     assert Settings(metrics_token="", log_format="").metrics_token is None
+
+
+def test_secrets_come_from_files_in_hub_secrets_dir(tmp_path: Path) -> None:
+    (tmp_path / "hub_broker_admin_password").write_text("from-a-file-0123456789\n")
+    (tmp_path / "hub_jwt_role_map").write_text('{"physician": "provider"}')
+    code = (
+        "from api.settings import Settings; s = Settings(); "
+        "print(repr(s.broker_admin_password), s.jwt_role_map['physician'])"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**env, "HUB_SECRETS_DIR": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    # The file's trailing newline is not part of the password.
+    assert out.stdout.split() == ["'from-a-file-0123456789'", "provider"]
