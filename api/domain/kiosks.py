@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -198,7 +198,8 @@ def enroll(session: Session, code: str) -> tuple[Kiosk, str] | None:
 
 
 def authenticate(session: Session, secret: str) -> Kiosk | None:
-    """The enabled kiosk this device secret belongs to, with ``lastSeenAt`` updated."""
+    """The enabled kiosk this device secret belongs to. Changes nothing: the caller
+    records ``lastSeenAt`` (``seen``) once the request is let through."""
     if not secret.startswith("kds_") or len(secret) > 100:
         return None
     wanted = digest(secret)
@@ -208,9 +209,18 @@ def authenticate(session: Session, secret: str) -> Kiosk | None:
         return None
     if not hmac.compare_digest(kiosk.secret_hash, wanted) or kiosk.disabled_at is not None:
         return None
-    kiosk.last_seen_at = utcnow()
-    session.commit()
+    session.commit()  # end the read; the kiosk's attributes stay loaded
     return kiosk
+
+
+def seen(session: Session, tenant: str, kiosk_id: str) -> None:
+    """``lastSeenAt`` is now."""
+    session.execute(
+        update(Kiosk)
+        .where(Kiosk.tenant == tenant, Kiosk.id == kiosk_id)
+        .values(last_seen_at=utcnow())
+    )
+    session.commit()
 
 
 def is_disabled(session: Session, tenant: str, kiosk_id: str) -> bool:

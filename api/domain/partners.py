@@ -14,7 +14,7 @@ import secrets
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -180,8 +180,9 @@ def remove(session: Session, *, tenant: str, actor: str, partner_id: str) -> Non
 
 
 def authenticate(session: Session, secret: str) -> Partner | None:
-    """The live partner whose current (or still valid previous) secret this is, with
-    ``lastSeenAt`` updated; None otherwise."""
+    """The live partner whose current (or still valid previous) secret this is; None
+    otherwise. Changes nothing: the caller records ``lastSeenAt`` (``seen``) once the
+    request is let through."""
     if not secret.startswith(SECRET_PREFIX) or len(secret) > _MAX_SECRET_LENGTH:
         return None
     wanted = digest(secret)
@@ -205,9 +206,18 @@ def authenticate(session: Session, secret: str) -> Partner | None:
     previous = hmac.compare_digest(partner.previous_secret_hash or "", wanted)
     if not (current or previous):
         return None
-    partner.last_seen_at = now
-    session.commit()
+    session.commit()  # end the read; the partner's attributes stay loaded
     return partner
+
+
+def seen(session: Session, tenant: str, partner_id: str) -> None:
+    """``lastSeenAt`` is now."""
+    session.execute(
+        update(Partner)
+        .where(Partner.tenant == tenant, Partner.id == partner_id)
+        .values(last_seen_at=utcnow())
+    )
+    session.commit()
 
 
 def granted(session: Session, tenant: str, partner_id: str) -> list[str] | None:

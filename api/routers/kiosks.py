@@ -166,6 +166,8 @@ async def credentials(
     rate_limits(request).check(
         "credentials", tenant=kiosk.tenant, caller="kiosk", caller_id=kiosk.id
     )
+    # Let through: only now is it seen (a refused request changes nothing).
+    await anyio.to_thread.run_sync(kiosks.seen, db, kiosk.tenant, kiosk.id)
     tenant, client_id = kiosk.tenant, kiosks.client_id_for(kiosk.tenant, kiosk.id)
     acl = kiosk_acl(tenant, kiosk.id)
     ttl = timedelta(seconds=runtime.settings.kiosk_credentials_ttl_seconds)

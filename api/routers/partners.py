@@ -144,6 +144,8 @@ async def credentials(
         raise Unauthorized(_REFUSED)
     tenant = partner.tenant
     rate_limits(request).check("credentials", tenant=tenant, caller="partner", caller_id=partner.id)
+    # Let through: only now is it seen (a refused request changes nothing).
+    await anyio.to_thread.run_sync(partners.seen, db, tenant, partner.id)
     issued = await _issue(runtime, partner)
     # A removal that committed while this was issued may have revoked the client id
     # before this credential existed: look again, and revoke once more if so.

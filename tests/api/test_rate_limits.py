@@ -128,6 +128,11 @@ def test_partner_and_kiosk_credentials_are_limited_per_partner_and_kiosk(limited
     answers = [partner.post("/partners/credentials") for _ in range(4)]
     assert [r.status_code for r in answers[:3]] == [200] * 3
     assert_limited(answers[3], "credential requests")
+    # A refused request changes nothing, not even when the partner was last seen.
+    seen = admin.get("/partners").json()[0]["lastSeenAt"]
+    assert seen is not None
+    assert_limited(partner.post("/partners/credentials"), "credential requests")
+    assert admin.get("/partners").json()[0]["lastSeenAt"] == seen
 
     kiosk = KioskDevice.enroll(clinic)
     device = limited.http(kiosk.secret)
