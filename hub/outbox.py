@@ -251,6 +251,11 @@ def prepare_event(
         raise ValueError("actor must be 1-128 characters")
     _check_identity(event_type, etype.entity, payload, patient_id, entity_id)
     topic = event_topic(tenant, patient_id, etype.entity, entity_id, etype.action)
+    checked = parse_origin(origin)
+    if checked is not None and not checked.startswith(f"{tenant}.{actor}."):
+        # Only the caller's own connections ({tenant}.{user}.{suffix}): naming another
+        # user's window would keep that window quiet about this change.
+        checked = None
     return PreparedEvent(
         tenant,
         event_type,
@@ -260,7 +265,7 @@ def prepare_event(
         entity_id,
         payload,
         topic.value,
-        parse_origin(origin),
+        checked,
     )
 
 

@@ -116,9 +116,17 @@ def route_event(
     users = resolve(session, event.tenant, ids, rule.roles)
     if not users and alert.severity == "critical":
         # A critical result must reach somebody: an outside lab's ordering provider the
-        # directory does not know, and no rule: the escalation chain hears it at once.
-        users = resolve(session, event.tenant, rule.escalate_to_staff, rule.escalate_to_roles)
-        if not users:
+        # directory does not know, and no rule: the escalation chain hears it at once,
+        # else the tenant's admins, else its providers.
+        for staff, roles in (
+            (rule.escalate_to_staff, rule.escalate_to_roles),
+            ((), ("admin",)),
+            ((), ("provider",)),
+        ):
+            users = resolve(session, event.tenant, staff, roles)
+            if users:
+                break
+        else:
             log.error("critical event %s of %s reaches nobody", event.id, event.tenant)
     data = event.envelope.get("data") or {}
     return notifications.notify(

@@ -181,10 +181,11 @@ def list_rules(session: Session, tenant: str, defaults: AlertPolicy) -> list[dic
     return [get_rule(session, tenant, kind, defaults) for kind in ALERTING_TYPES]
 
 
-def _validate(session: Session, tenant: str, spec: RuleSpec) -> None:
+def _validate(session: Session, tenant: str, kind: str, spec: RuleSpec) -> None:
     """Every named person is an active staff member of this tenant (another tenant's
     id is simply unknown here), the covering provider is a provider, every role is a
-    directory role, and the rule reaches somebody."""
+    directory role, the rule reaches somebody, and a critical result's rule escalates
+    (a body that leaves the escalation out must not switch it off)."""
     staff = {s.id: s for s in active_staff(session, tenant)}
     errors: list[dict[str, str]] = []
 
@@ -221,6 +222,14 @@ def _validate(session: Session, tenant: str, spec: RuleSpec) -> None:
         errors.append({"field": "naturalRecipient", "message": "the rule reaches nobody"})
     if spec.escalates and not (spec.escalate_to_roles or spec.escalate_to_staff):
         errors.append({"field": "escalateTo", "message": "an escalation needs somebody to reach"})
+    if kind == "biopsy:result_received" and not spec.escalates:
+        errors.append(
+            {
+                "field": "escalateAfterSeconds",
+                "message": "a critical result's rule must escalate (escalateAfterSeconds "
+                "and escalateTo): an unacknowledged result may not stay with one person",
+            }
+        )
     if errors:
         raise Invalid("the alert rule is invalid", details=errors)
 
@@ -239,7 +248,7 @@ def put_rule(
         escalate_to_roles=tuple(dict.fromkeys(spec.escalate_to_roles)),
         escalate_to_staff=tuple(dict.fromkeys(spec.escalate_to_staff)),
     )
-    _validate(session, tenant, spec)
+    _validate(session, tenant, kind, spec)
     row = session.get(AlertRule, (tenant, kind), with_for_update=True)
     now = utcnow()
     if row is None:

@@ -254,6 +254,8 @@ def test_rules_are_per_tenant(routing_stack: Stack) -> None:
         ({"resendSeconds": -1}, "resendSeconds"),
         ({"carTeam": ["nu-1"]}, "carTeam"),  # a typo is refused, not ignored
         ({"escalateAfterSeconds": 60, "escalateTo": {}}, "escalateTo"),
+        # A partial body must not switch off the escalation of critical results.
+        ({"careTeam": ["nu-1"]}, "escalateAfterSeconds"),
     ],
 )
 def test_a_bad_rule_is_422_and_changes_nothing(

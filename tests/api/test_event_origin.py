@@ -67,14 +67,22 @@ def test_published_events_carry_the_origin_through_the_writer(stack: Stack, clin
         },
     }
     http = stack.http(service)
-    r = http.post("/events", json=event, headers={HEADER: "svc.lab-gateway.1"})
+    mine = f"{clinic.tenant}.lab-gateway"
+    r = http.post("/events", json=event, headers={HEADER: f"{mine}.1"})
     assert r.status_code == 202, r.text
-    r = http.post("/events/batch", json={"events": [event, event]}, headers={HEADER: "svc.b.2"})
+    r = http.post("/events/batch", json={"events": [event, event]}, headers={HEADER: f"{mine}.2"})
     assert r.status_code == 202, r.text
     r = http.post("/events", json=event)
     assert r.status_code == 202, r.text
     origins = [e.get("origin") for e in _events_after(clinic, before)]
-    assert origins == ["svc.lab-gateway.1", "svc.b.2", "svc.b.2", None]
+    assert origins == [f"{mine}.1", f"{mine}.2", f"{mine}.2", None]
+
+
+def test_another_callers_connection_is_not_taken_as_origin(stack: Stack, clinic: Clinic) -> None:
+    """Naming another user's window (its id is in every envelope it wrote) would keep
+    that window quiet about this change: only the caller's own connections count."""
+    for other in (f"{clinic.tenant}.dr-1.3f9a0c1d", f"{clinic.tenant}.fd-10.3f9a", "x.fd-1.1"):
+        assert "origin" not in _check_in(clinic, {HEADER: other}), other
 
 
 def test_parse_origin_bounds_and_shape() -> None:
