@@ -144,9 +144,28 @@ def acknowledge(
 ) -> Notification:
     """Acknowledge one of the caller's notifications (again is fine: nothing changes).
     Acknowledging an alert also settles the escalations it caused."""
-    n = session.get(Notification, (tenant, notification_id), with_for_update=True)
+    n = session.get(Notification, (tenant, notification_id))
     if n is None or n.user_id != user_id:
         raise NotFound(f"notification {notification_id} not found")
+    if n.severity == "critical" and n.escalation_of is None and n.event_id is not None:
+        # Lock every copy of the alert at once, in id order, the caller's among them:
+        # two recipients acknowledging together then queue instead of deadlocking.
+        session.scalars(
+            select(Notification)
+            .where(
+                Notification.tenant == tenant,
+                Notification.event_id == n.event_id,
+                Notification.kind == n.kind,
+                Notification.escalation_of.is_(None),
+            )
+            .order_by(Notification.id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        ).all()
+    else:
+        session.get(
+            Notification, (tenant, notification_id), with_for_update=True, populate_existing=True
+        )
     if n.acknowledged_at is None:
         now = utcnow()
         _acknowledge(session, n, user_id, now)

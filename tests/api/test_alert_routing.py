@@ -6,8 +6,10 @@ and api."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -370,3 +372,29 @@ def test_kill_9_between_commit_and_routing_routes_once_after_restart(
     for e in [*events, after, last]:
         for user in ("dr-1", "dr-3", *CARE_TEAM):
             assert len(about(clinic, user, e["id"])) == 1, (user, e)
+
+
+def test_the_whole_care_team_acknowledging_at_once_gets_no_error(routing_stack: Stack) -> None:
+    """Every copy of one alert is locked in one order: recipients who acknowledge
+    together queue (PostgreSQL would otherwise abort one of them as a deadlock)."""
+    clinic = routing_clinic(routing_stack)
+    put_rule(clinic, "biopsy:result_received", CARE_RULE)
+    critical = external_result(clinic, MELANOMA, biopsy_id="ext-9")
+    recipients = ["dr-1", "dr-3", *CARE_TEAM]
+    notes = {
+        user: wait_until(f"{user}'s alert", lambda u=user: about(clinic, u, critical["id"]))[0]
+        for user in recipients
+    }
+    barrier = threading.Barrier(len(recipients))
+
+    def ack(user: str) -> int:
+        http = clinic.stack.http(token_of(clinic, user))
+        barrier.wait(timeout=30)
+        return http.post(f"/notifications/{notes[user]['id']}/ack").status_code
+
+    with ThreadPoolExecutor(len(recipients)) as pool:
+        codes = list(pool.map(ack, recipients))
+    assert codes == [200] * len(recipients)
+    for user in recipients:
+        (n,) = about(clinic, user, critical["id"])
+        assert n["acknowledgedAt"] is not None
