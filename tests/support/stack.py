@@ -5,6 +5,7 @@ subprocess started exactly as `hub up` configures it."""
 from __future__ import annotations
 
 import os
+import random
 import secrets
 import socket
 import subprocess
@@ -27,10 +28,28 @@ from tests.support.mqtt import Probe, dynsec
 ROOT = Path(__file__).resolve().parents[2]
 
 
+# Ports handed out by this process: never twice, even after their owner stopped (a
+# restarted broker binds its ports again).
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A free loopback port below the kernel's ephemeral range (32768-60999 on Linux).
+    A port from that range (what binding port 0 gives) can be taken, between now and
+    the server's bind, by the source port of any outgoing connection; the reconnect
+    storm alone opens thousands."""
+    for _ in range(2000):
+        port = random.randint(20000, 32000)
+        if port in _HANDED_OUT:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _HANDED_OUT.add(port)
+        return port
+    raise RuntimeError("no free loopback port between 20000 and 32000")
 
 
 class Broker:
